@@ -1,0 +1,1 @@
+"""Stores: memory (shipped, for tests and the simulator), SQLite, PostgreSQL and Redis."""

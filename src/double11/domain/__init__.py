@@ -1,0 +1,1 @@
+"""The pure rules of the business: standard library only, no I/O."""

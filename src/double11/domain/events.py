@@ -1,0 +1,69 @@
+"""A customer event, as reported by a trusted bank system."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from double11.domain.campaign import EventType, FieldKind
+from double11.domain.errors import InvalidInput
+from double11.domain.money import CENT
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something a customer did; `id` is unique and makes the event idempotent."""
+
+    id: str
+    type: str
+    customer_id: str
+    at: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def normalise_data(spec: EventType, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Check `data` against its event type and return it with money as `Decimal`.
+
+    Fields the type does not declare pass through unchanged: bank systems add
+    context we do not decide on, and refusing it would make them brittle.
+    """
+    out = dict(data)
+    for f in spec.fields:
+        value = data.get(f.name)
+        path = f"data.{f.name}"
+        if value is None:
+            if f.required:
+                raise InvalidInput("is required", field=path)
+            continue
+        out[f.name] = _coerce(f.kind, value, path)
+    return out
+
+
+def _coerce(kind: FieldKind, value: Any, path: str) -> Any:
+    if kind is FieldKind.STRING:
+        if not isinstance(value, str):
+            raise InvalidInput("must be a string", field=path)
+        return value
+    if kind is FieldKind.BOOLEAN:
+        if not isinstance(value, bool):
+            raise InvalidInput("must be true or false", field=path)
+        return value
+    if kind is FieldKind.INTEGER:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidInput("must be an integer", field=path)
+        return value
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise InvalidInput("must be an amount in yuan, as a string or a number", field=path)
+    try:
+        # A JSON number arrives as float; its shortest repr is the decimal the sender wrote.
+        amount = Decimal(repr(value) if isinstance(value, float) else value)
+    except InvalidOperation:
+        raise InvalidInput("must be an amount in yuan, e.g. \"1000.00\"", field=path) from None
+    if not amount.is_finite() or amount < 0:
+        raise InvalidInput("must be a finite, non-negative amount", field=path)
+    if amount != amount.quantize(CENT):
+        raise InvalidInput("must have at most two decimal places", field=path)
+    return amount

@@ -1,0 +1,93 @@
+"""Claims on a mechanic's limits, and the arithmetic that takes them.
+
+A claim asks for one grant under a mechanic's global quota, budget and
+per-customer cap. Taking it is all or nothing: the cap is checked first (a
+customer at their cap must not use up the quota), then the quota, then the
+budget. Every store takes claims with this same rule; the memory and SQLite
+stores call `LimitCounters.take`, Redis runs the same steps in a Lua script.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+
+from double11.domain.money import ZERO
+
+
+class ClaimOutcome(StrEnum):
+    TAKEN = "taken"
+    CAP_REACHED = "cap_reached"
+    QUOTA_EXHAUSTED = "quota_exhausted"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One event's request for one grant of one mechanic."""
+
+    event_id: str
+    mechanic_id: str
+    customer_id: str
+    cost: Decimal = ZERO
+    quota: int | None = None
+    budget: Decimal | None = None
+    cap: int | None = None
+    cap_bucket: str = ""
+    perks: tuple[str, ...] = ()
+
+    @property
+    def cap_key(self) -> str:
+        """The per-customer counter this claim counts against."""
+        return f"{self.mechanic_id}|{self.customer_id}|{self.cap_bucket}"
+
+
+@dataclass(slots=True)
+class MechanicUsage:
+    """How much of a mechanic's limits is used."""
+
+    granted: int = 0
+    spent: Decimal = ZERO
+
+
+@dataclass(slots=True)
+class LimitCounters:
+    """In-process limit counters for one store; not thread-safe, owned by one event loop."""
+
+    usage: dict[str, MechanicUsage] = field(default_factory=dict)
+    caps: dict[str, int] = field(default_factory=dict)
+
+    def check(self, claim: Claim) -> ClaimOutcome:
+        """What taking `claim` now would give, without taking it."""
+        if claim.cap is not None and self.caps.get(claim.cap_key, 0) >= claim.cap:
+            return ClaimOutcome.CAP_REACHED
+        used = self.usage.get(claim.mechanic_id, MechanicUsage())
+        if claim.quota is not None and used.granted >= claim.quota:
+            return ClaimOutcome.QUOTA_EXHAUSTED
+        if claim.budget is not None and used.spent + claim.cost > claim.budget:
+            return ClaimOutcome.BUDGET_EXHAUSTED
+        return ClaimOutcome.TAKEN
+
+    def take(self, claim: Claim) -> ClaimOutcome:
+        """Take `claim` if every limit allows it; change nothing otherwise."""
+        outcome = self.check(claim)
+        if outcome is ClaimOutcome.TAKEN:
+            self.add(claim)
+        return outcome
+
+    def add(self, claim: Claim) -> None:
+        """Count a claim as taken, unconditionally (used when rebuilding from the ledger)."""
+        used = self.usage.setdefault(claim.mechanic_id, MechanicUsage())
+        used.granted += 1
+        used.spent += claim.cost
+        if claim.cap is not None:
+            self.caps[claim.cap_key] = self.caps.get(claim.cap_key, 0) + 1
+
+    def release(self, claim: Claim) -> None:
+        """Give back a taken claim whose grant was never written."""
+        used = self.usage.setdefault(claim.mechanic_id, MechanicUsage())
+        used.granted -= 1
+        used.spent -= claim.cost
+        if claim.cap is not None:
+            self.caps[claim.cap_key] = self.caps.get(claim.cap_key, 0) - 1

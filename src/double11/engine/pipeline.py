@@ -1,0 +1,115 @@
+"""The way of one event: validate, find a replay, observe, decide, take limits, commit."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+
+import msgspec
+
+from double11.domain.campaign import Campaign
+from double11.domain.decision import Decision, Verdict
+from double11.domain.errors import (
+    EventIdReused,
+    EventTooFarAhead,
+    InvalidInput,
+    UnknownCustomer,
+    UnknownEventType,
+)
+from double11.domain.events import Event, normalise_data
+from double11.domain.facts import Facts
+from double11.domain.limits import ClaimOutcome
+from double11.domain.rules import plan, settle
+from double11.engine.ports import Clock, EventRecord, RiskStep, Stores
+from double11.errors import Unavailable
+
+DEFAULT_MAX_AHEAD = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """The decision for an event, and whether it was a replay of one already decided."""
+
+    decision: Decision
+    replayed: bool
+
+
+def fingerprint(event: Event) -> str:
+    """A digest of what the sender said, so a reused id with another body is caught."""
+    body = msgspec.json.encode(
+        [event.type, event.customer_id, event.at.isoformat(), event.data], order="sorted"
+    )
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+class Engine:
+    """Decides events for one campaign on the stores it is given."""
+
+    def __init__(
+        self,
+        campaign: Campaign,
+        stores: Stores,
+        clock: Clock,
+        risk: RiskStep,
+        max_ahead: timedelta = DEFAULT_MAX_AHEAD,
+    ) -> None:
+        self.campaign = campaign
+        self.stores = stores
+        self.clock = clock
+        self.risk = risk
+        self.max_ahead = max_ahead
+
+    def validate(self, event: Event) -> Event:
+        """Check the event against the campaign and the clock; return it with typed data."""
+        spec = self.campaign.event_types.get(event.type)
+        if spec is None:
+            raise UnknownEventType(f"{event.type!r} is not an event type of this campaign", "type")
+        if event.at.tzinfo is None:
+            raise InvalidInput("must carry a time zone offset", "at")
+        if event.at > self.clock.now() + self.max_ahead:
+            raise EventTooFarAhead(
+                f"is more than {self.max_ahead} ahead of the engine's clock", "at"
+            )
+        return Event(event.id, event.type, event.customer_id, event.at, normalise_data(spec, event.data))
+
+    async def submit(self, event: Event) -> Submitted:
+        """Decide one event exactly once; a replay returns the first decision."""
+        event = self.validate(event)
+        print_ = fingerprint(event)
+        stores = self.stores
+        prior = await stores.events.find_event(event.id)
+        if prior is not None:
+            return self._replay(prior, print_)
+        customer = await stores.customers.get_customer(event.customer_id)
+        if customer is None:
+            raise UnknownCustomer(f"no customer {event.customer_id!r}", "customer_id")
+        phase = self.campaign.phase_at(event.at)
+        phase_name = phase.name if phase else None
+        state = await stores.limits.observe(event, phase_name)
+        facts = Facts(customer, event, state, phase_name)
+        the_plan = plan(self.campaign, facts)
+        risk = await self.risk.assess(facts)
+        taken: dict[str, ClaimOutcome] = {}
+        if risk.verdict is Verdict.ALLOW and the_plan.claims:
+            taken = dict(await stores.limits.take(the_plan.claims))
+        decision = settle(the_plan, facts, risk, taken, self.clock.now())
+        mine = tuple(c for c in the_plan.claims if taken.get(c.mechanic_id) is ClaimOutcome.TAKEN)
+        record = EventRecord(event, print_, phase_name, decision, mine)
+        try:
+            stored = await stores.events.commit(record)
+        except Exception as exc:
+            # Nothing was written, so nothing may stay taken; the sender will retry.
+            await stores.limits.release(mine)
+            raise Unavailable(f"the event could not be committed: {type(exc).__name__}") from exc
+        if stored is record:
+            return Submitted(decision, replayed=False)
+        return self._replay(stored, print_)
+
+    @staticmethod
+    def _replay(prior: EventRecord, print_: str) -> Submitted:
+        if prior.fingerprint != print_:
+            raise EventIdReused(
+                f"event {prior.event.id!r} was already sent with a different body", "id"
+            )
+        return Submitted(prior.decision, replayed=True)
