@@ -1,0 +1,1 @@
+"""Real-time risk control: features, rules, models and blacklists (the step is a port today)."""
