@@ -120,9 +120,7 @@ class MemoryStore:
                         del counts.perks[perk]
 
     async def usage(self) -> Mapping[str, MechanicUsage]:
-        return {
-            mid: MechanicUsage(u.granted, u.spent) for mid, u in self.counters.usage.items()
-        }
+        return {mid: MechanicUsage(u.granted, u.spent) for mid, u in self.counters.usage.items()}
 
     async def close(self) -> None:
         return None

@@ -61,7 +61,7 @@ def _coerce(kind: FieldKind, value: Any, path: str) -> Any:
         # A JSON number arrives as float; its shortest repr is the decimal the sender wrote.
         amount = Decimal(repr(value) if isinstance(value, float) else value)
     except InvalidOperation:
-        raise InvalidInput("must be an amount in yuan, e.g. \"1000.00\"", field=path) from None
+        raise InvalidInput('must be an amount in yuan, e.g. "1000.00"', field=path) from None
     if not amount.is_finite() or amount < 0:
         raise InvalidInput("must be a finite, non-negative amount", field=path)
     if amount != amount.quantize(CENT):

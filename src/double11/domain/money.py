@@ -10,7 +10,7 @@ ZERO = Decimal("0.00")
 
 def yuan(value: Decimal | int | str) -> Decimal:
     """Return `value` as yuan rounded half-up to the cent; floats are refused as inexact."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, bool | float):
         raise TypeError("money must be Decimal, int or str, never float or bool")
     try:
         amount = Decimal(value)

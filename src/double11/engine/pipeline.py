@@ -71,7 +71,9 @@ class Engine:
             raise EventTooFarAhead(
                 f"is more than {self.max_ahead} ahead of the engine's clock", "at"
             )
-        return Event(event.id, event.type, event.customer_id, event.at, normalise_data(spec, event.data))
+        return Event(
+            event.id, event.type, event.customer_id, event.at, normalise_data(spec, event.data)
+        )
 
     async def submit(self, event: Event) -> Submitted:
         """Decide one event exactly once; a replay returns the first decision."""

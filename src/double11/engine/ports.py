@@ -12,12 +12,11 @@ from datetime import datetime
 from typing import Protocol
 
 from double11.domain.customer import Customer
-from double11.domain.decision import Decision
+from double11.domain.decision import Decision, RiskAssessment
 from double11.domain.events import Event
 from double11.domain.facts import CustomerState, Facts
 from double11.domain.ledger import LedgerEntry
 from double11.domain.limits import Claim, ClaimOutcome, MechanicUsage
-from double11.domain.decision import RiskAssessment
 
 
 class Clock(Protocol):

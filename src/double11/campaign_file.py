@@ -1,0 +1,438 @@
+"""Reading a campaign file: YAML, validated into the domain's typed `Campaign`.
+
+Every problem is reported as `path: what is wrong (line N)`, e.g.
+`mechanics[3].limits.quota: must be a positive integer (line 42)`. Unknown
+keys are errors: a misspelt limit must never be silently ignored on the
+busiest day of the year.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+import yaml
+
+from double11.domain.campaign import (
+    Campaign,
+    CapPeriod,
+    EventType,
+    FieldKind,
+    FieldSpec,
+    GrantSpec,
+    Limits,
+    LotteryTicketGrant,
+    Mechanic,
+    Perk,
+    PerkGrant,
+    Phase,
+    PointsGrant,
+    RateBoostCouponGrant,
+    RateTier,
+    Segment,
+)
+from double11.domain.money import CENT
+from double11.errors import CampaignFileError
+from double11.expressions import CompiledCondition, ExpressionError, Vocabulary, compile_condition
+
+Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+Instant = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True):
+    """File sections: unknown keys are errors."""
+
+
+class PhaseDoc(_Strict):
+    name: Name
+    start: Instant
+    end: Instant
+
+
+class FieldDoc(_Strict):
+    type: FieldKind
+    required: bool = False
+
+
+class EventTypeDoc(_Strict):
+    fields: dict[Name, FieldDoc] = {}
+
+
+class PerkDoc(_Strict):
+    points_multiplier: Positive = 1
+
+
+class TierDoc(_Strict):
+    min_amount: Decimal
+    boost: Decimal
+
+
+class RateBoostDoc(_Strict):
+    tiers: list[TierDoc]
+    principal_cap: Decimal
+    days: Positive
+    valid_until: Any  # a phase name (its end) or an instant; YAML gives either
+    amount_field: Name = "amount"
+
+
+class GrantDoc(_Strict):
+    """One grant: exactly one of its keys is set."""
+
+    points: Positive | None = None
+    perk: Name | None = None
+    lottery_tickets: Positive | None = None
+    unit_cost: Decimal = Decimal("0.00")
+    rate_boost_coupon: RateBoostDoc | None = None
+
+
+class LimitsDoc(_Strict):
+    quota: Positive | None = None
+    budget: Decimal | None = None
+    per_customer: Positive | None = None
+    per: CapPeriod = CapPeriod.CAMPAIGN
+    valid_from: Instant | None = None
+    valid_until: Instant | None = None
+
+
+class MechanicDoc(_Strict):
+    id: Name
+    triggers: list[Name]
+    phases: list[Name]
+    grants: list[GrantDoc]
+    name: str = ""
+    when: str | None = None
+    limits: LimitsDoc = LimitsDoc()
+
+
+class CampaignDoc(_Strict):
+    id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
+    name: str
+    timezone: str
+    phases: list[PhaseDoc]
+    event_types: dict[Name, EventTypeDoc]
+    mechanics: list[MechanicDoc]
+    segments: dict[Name, str] = {}
+    perks: dict[Name, PerkDoc] = {}
+    point_value: Decimal = Decimal("0.01")
+
+
+def load_campaign(path: str | Path) -> Campaign:
+    """Read and validate a campaign file; raise CampaignFileError listing every problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CampaignFileError([f"{path}: cannot be read: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise CampaignFileError([f"{path}: is not UTF-8 text"]) from None
+    return parse_campaign(text)
+
+
+def digest(text: str) -> str:
+    """The version of a campaign file: a digest of its exact text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def parse_campaign(text: str) -> Campaign:
+    """Validate campaign YAML text into a `Campaign`."""
+    try:
+        tree = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
+        raise CampaignFileError([f"YAML syntax error at {where}: {exc.problem}"]) from None
+    except yaml.YAMLError as exc:
+        raise CampaignFileError([f"YAML error: {exc}"]) from None
+    if not isinstance(raw, dict):
+        raise CampaignFileError(["the file must be a mapping of campaign fields"])
+    try:
+        doc = msgspec.convert(raw, CampaignDoc, strict=False)
+    except msgspec.ValidationError as exc:
+        raise CampaignFileError([_locate(tree, *_msgspec_problem(str(exc)))]) from None
+    problems: list[tuple[str, str]] = []
+    campaign = _build(doc, problems)
+    if problems:
+        raise CampaignFileError([_locate(tree, path, msg) for path, msg in problems])
+    assert campaign is not None
+    return campaign
+
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?$", re.S)
+
+
+def _msgspec_problem(message: str) -> tuple[str, str]:
+    """Turn msgspec's 'Expected `int` >= 1 - at `$.a[0].b`' into ('a[0].b', 'must be ...')."""
+    match = _AT.match(message)
+    assert match is not None
+    path = (match.group("path") or "").lstrip(".")
+    msg = match.group("msg")
+    if match.group("key"):
+        # YAML reads unquoted on/off/yes/no as booleans, which then fail as keys.
+        msg = f"has a key that is not text ({msg[0].lower()}{msg[1:]}); quote it"
+    friendly = [
+        (r"Expected `int` >= 1, got `-?\d+`|Expected `int` >= 1", "must be a positive integer"),
+        (r"Object contains unknown field `(\w+)`", r"unknown key '\1'"),
+        (r"Object missing required field `(\w+)`", r"is missing the required key '\1'"),
+        (r"Expected `str` matching regex .*", "must be a lower-case name (a-z, 0-9, _)"),
+        (r"Expected `datetime` with a timezone component", "must be an instant with an offset"),
+        (r"Invalid enum value '(.*)'", r"'\1' is not one of the allowed values"),
+        (r"Expected `decimal`, got `(\w+)`", r"must be an amount, got \1"),
+        (r"Invalid decimal string", 'must be an amount, e.g. "1000.00"'),
+    ]
+    for pattern, replacement in friendly:
+        if re.fullmatch(pattern, msg):
+            msg = re.sub(pattern, replacement, msg)
+            break
+    else:
+        msg = msg[0].lower() + msg[1:] if msg else msg
+    if msg.startswith("is missing the required key"):
+        key = msg.rsplit("'", 2)[1]
+        return (f"{path}.{key}" if path else key), "is required"
+    return path, msg
+
+
+def _locate(tree: yaml.Node | None, path: str, message: str) -> str:
+    """`path: message (line N)`, with the line of the node the path names when found."""
+    line = _line_of(tree, path)
+    where = f" (line {line})" if line else ""
+    return f"{path or '<file>'}: {message}{where}"
+
+
+def _line_of(tree: yaml.Node | None, path: str) -> int | None:
+    node = tree
+    last = node
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        if node is None:
+            break
+        if part.startswith("[") and isinstance(node, yaml.SequenceNode):
+            index = int(part[1:-1])
+            node = node.value[index] if index < len(node.value) else None
+        elif isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == part), None)
+        else:
+            node = None
+        if node is not None:
+            last = node
+    return last.start_mark.line + 1 if last is not None else None
+
+
+def _build(doc: CampaignDoc, problems: list[tuple[str, str]]) -> Campaign | None:
+    def bad(path: str, message: str) -> None:
+        problems.append((path, message))
+
+    try:
+        ZoneInfo(doc.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        bad("timezone", f"unknown time zone {doc.timezone!r}")
+    if doc.point_value <= 0:
+        bad("point_value", "must be a positive amount in yuan")
+
+    phases = _phases(doc, bad)
+    event_types = {
+        name: EventType(name, tuple(FieldSpec(f, d.type, d.required) for f, d in et.fields.items()))
+        for name, et in doc.event_types.items()
+    }
+    perks = {name: Perk(name, p.points_multiplier) for name, p in doc.perks.items()}
+    segments: dict[str, CompiledCondition] = {}
+    for name, source in doc.segments.items():
+        try:
+            segments[name] = compile_condition(source, Vocabulary(allow_state=False))
+        except ExpressionError as exc:
+            bad(f"segments.{name}", str(exc))
+    mechanics: list[Mechanic] = []
+    seen: set[str] = set()
+    for i, m in enumerate(doc.mechanics):
+        where = f"mechanics[{i}]"
+        if m.id in seen:
+            bad(f"{where}.id", f"duplicate mechanic id {m.id!r}")
+        seen.add(m.id)
+        mechanic = _mechanic(where, m, doc, phases, event_types, segments, bad)
+        if mechanic is not None:
+            mechanics.append(mechanic)
+    if not doc.mechanics:
+        bad("mechanics", "must declare at least one mechanic")
+    if problems:
+        return None
+    return Campaign(
+        id=doc.id,
+        name=doc.name,
+        timezone=doc.timezone,
+        phases=tuple(phases.values()),
+        event_types=event_types,
+        mechanics=tuple(mechanics),
+        segments={n: Segment(n, c) for n, c in segments.items()},
+        perks=perks,
+        point_value=doc.point_value,
+    )
+
+
+def _phases(doc: CampaignDoc, bad: Any) -> dict[str, Phase]:
+    phases: dict[str, Phase] = {}
+    for i, p in enumerate(doc.phases):
+        if p.name in phases:
+            bad(f"phases[{i}].name", f"duplicate phase {p.name!r}")
+        if p.end <= p.start:
+            bad(f"phases[{i}].end", "must be after start")
+        for other in phases.values():
+            if p.start < other.end and other.start < p.end:
+                bad(f"phases[{i}]", f"overlaps phase {other.name!r}")
+        phases[p.name] = Phase(p.name, p.start, p.end)
+    if not doc.phases:
+        bad("phases", "must declare at least one phase")
+    return phases
+
+
+def _mechanic(
+    where: str,
+    m: MechanicDoc,
+    doc: CampaignDoc,
+    phases: dict[str, Phase],
+    event_types: dict[str, EventType],
+    segments: dict[str, CompiledCondition],
+    bad: Any,
+) -> Mechanic | None:
+    for j, t in enumerate(m.triggers):
+        if t not in event_types:
+            bad(f"{where}.triggers[{j}]", f"{t!r} is not declared in event_types")
+    if not m.triggers:
+        bad(f"{where}.triggers", "must name at least one event type")
+    for j, p in enumerate(m.phases):
+        if p not in phases:
+            bad(f"{where}.phases[{j}]", f"{p!r} is not a declared phase")
+    if not m.phases:
+        bad(f"{where}.phases", "must name at least one phase")
+    if not m.grants:
+        bad(f"{where}.grants", "must grant something")
+    triggers = [event_types[t] for t in m.triggers if t in event_types]
+    data_fields = frozenset(f.name for et in triggers for f in et.fields)
+    grants = [
+        g
+        for j, doc_grant in enumerate(m.grants)
+        if (g := _grant(f"{where}.grants[{j}]", doc_grant, doc, phases, triggers, bad)) is not None
+    ]
+    limits = m.limits
+    if limits.budget is not None and (
+        limits.budget <= 0 or limits.budget != limits.budget.quantize(CENT)
+    ):
+        bad(f"{where}.limits.budget", "must be a positive amount in yuan with at most two decimals")
+    if limits.valid_from and limits.valid_until and limits.valid_until <= limits.valid_from:
+        bad(f"{where}.limits.valid_until", "must be after valid_from")
+    condition = None
+    if m.when is not None:
+        vocab = Vocabulary(data_fields, frozenset(event_types), frozenset(segments))
+        try:
+            condition = compile_condition(m.when, vocab, segments)
+        except ExpressionError as exc:
+            bad(f"{where}.when", str(exc))
+    if len(grants) != len(m.grants):
+        return None
+    return Mechanic(
+        id=m.id,
+        name=m.name,
+        triggers=frozenset(m.triggers),
+        phases=frozenset(m.phases),
+        grants=tuple(grants),
+        limits=Limits(
+            quota=limits.quota,
+            budget=limits.budget,
+            per_customer=limits.per_customer,
+            per=limits.per,
+            valid_from=limits.valid_from,
+            valid_until=limits.valid_until,
+        ),
+        condition=condition,
+    )
+
+
+def _grant(
+    where: str,
+    g: GrantDoc,
+    doc: CampaignDoc,
+    phases: dict[str, Phase],
+    triggers: list[EventType],
+    bad: Any,
+) -> GrantSpec | None:
+    kinds = [
+        k
+        for k, v in (
+            ("points", g.points),
+            ("perk", g.perk),
+            ("lottery_tickets", g.lottery_tickets),
+            ("rate_boost_coupon", g.rate_boost_coupon),
+        )
+        if v is not None
+    ]
+    if len(kinds) != 1:
+        bad(where, "must set exactly one of points, perk, lottery_tickets, rate_boost_coupon")
+        return None
+    if g.unit_cost != Decimal("0.00") and g.lottery_tickets is None:
+        bad(f"{where}.unit_cost", "only lottery tickets have a unit_cost")
+        return None
+    if g.points is not None:
+        return PointsGrant(g.points)
+    if g.perk is not None:
+        if g.perk not in doc.perks:
+            bad(f"{where}.perk", f"{g.perk!r} is not declared in perks")
+            return None
+        return PerkGrant(g.perk)
+    if g.lottery_tickets is not None:
+        if g.unit_cost < 0:
+            bad(f"{where}.unit_cost", "must not be negative")
+            return None
+        return LotteryTicketGrant(g.lottery_tickets, g.unit_cost)
+    assert g.rate_boost_coupon is not None
+    return _rate_boost(f"{where}.rate_boost_coupon", g.rate_boost_coupon, phases, triggers, bad)
+
+
+def _rate_boost(
+    where: str,
+    c: RateBoostDoc,
+    phases: dict[str, Phase],
+    triggers: list[EventType],
+    bad: Any,
+) -> RateBoostCouponGrant | None:
+    ok = True
+    if not c.tiers:
+        bad(f"{where}.tiers", "must list at least one tier")
+        ok = False
+    for k, tier in enumerate(c.tiers):
+        if tier.min_amount < 0:
+            bad(f"{where}.tiers[{k}].min_amount", "must not be negative")
+            ok = False
+        if not Decimal(0) < tier.boost <= Decimal("0.2"):
+            bad(f"{where}.tiers[{k}].boost", "must be a rate in (0, 0.2], e.g. 0.005 for 0.5%")
+            ok = False
+    if c.principal_cap <= 0:
+        bad(f"{where}.principal_cap", "must be a positive amount in yuan")
+        ok = False
+    for et in triggers:
+        spec = next((f for f in et.fields if f.name == c.amount_field), None)
+        if spec is None or spec.kind is not FieldKind.MONEY or not spec.required:
+            bad(
+                f"{where}.amount_field",
+                f"{et.name} must declare {c.amount_field!r} as required money",
+            )
+            ok = False
+    if isinstance(c.valid_until, datetime) and c.valid_until.tzinfo is not None:
+        until: datetime | None = c.valid_until
+    elif c.valid_until in phases:
+        until = phases[c.valid_until].end
+    else:
+        bad(f"{where}.valid_until", "must be a phase name or an instant with an offset")
+        until = None
+    if not ok or until is None:
+        return None
+    return RateBoostCouponGrant(
+        tiers=tuple(RateTier(t.min_amount, t.boost) for t in c.tiers),
+        principal_cap=c.principal_cap,
+        days=c.days,
+        valid_until=until,
+        amount_field=c.amount_field,
+    )
