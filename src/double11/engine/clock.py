@@ -30,6 +30,11 @@ class StartedClock:
         elapsed = (time.monotonic() - self._origin) * self._speed
         return self._start + timedelta(seconds=elapsed)
 
+    @property
+    def speed(self) -> float:
+        """How many clock seconds pass in one real second."""
+        return self._speed
+
     def advance(self, delta: timedelta) -> None:
         """Jump forward by `delta` (a demo moving from warm-up to the main day)."""
         self._start += delta

@@ -1,0 +1,153 @@
+"""The `double11` command: serve, check, demo, reconcile."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from double11.campaign_file import load_campaign
+from double11.errors import CampaignFileError
+from double11.settings import DEFAULT_DB, Settings
+
+app = typer.Typer(
+    help="double11: decide a bank's Singles' Day campaign in real time.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+CampaignArg = Annotated[Path, typer.Argument(help="The campaign file (YAML).")]
+
+
+def _instant(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an ISO 8601 instant") from None
+    if value.tzinfo is None:
+        raise typer.BadParameter("the instant needs an offset, e.g. 2026-11-01T10:00:00+08:00")
+    return value
+
+
+def _api_keys() -> dict[str, str]:
+    from double11.api.auth import parse_api_keys
+
+    text = os.environ.get("DOUBLE11_API_KEYS", "")
+    try:
+        return parse_api_keys(text) if text else {}
+    except ValueError as exc:
+        err.print(f"[red]DOUBLE11_API_KEYS: {exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def check(campaign: CampaignArg) -> None:
+    """Validate a campaign file; exit non-zero naming each broken field."""
+    try:
+        loaded = load_campaign(campaign)
+    except CampaignFileError as exc:
+        for problem in exc.problems:
+            err.print(f"{campaign}: {problem}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    out.print(
+        f"{campaign}: OK: campaign {loaded.id!r}, {len(loaded.phases)} phases, "
+        f"{len(loaded.event_types)} event types, {len(loaded.mechanics)} mechanics",
+        markup=False,
+        highlight=False,
+    )
+
+
+@app.command()
+def serve(
+    campaign: CampaignArg,
+    db: Annotated[str, typer.Option(help="sqlite:///FILE, or postgresql://...")] = DEFAULT_DB,
+    redis: Annotated[str | None, typer.Option(help="redis://... (with PostgreSQL)")] = None,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
+    now: Annotated[str | None, typer.Option(help="start the engine clock at this instant")] = None,
+    synchronous: Annotated[str, typer.Option(help="SQLite synchronous: FULL or NORMAL")] = "FULL",
+) -> None:
+    """Serve the HTTP API for a campaign."""
+    import uvicorn
+
+    from double11.serving import SETTINGS_ENV, settings_to_env
+
+    try:
+        load_campaign(campaign)
+    except CampaignFileError as exc:
+        for problem in exc.problems:
+            err.print(f"{campaign}: {problem}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    if workers > 1 and not db.startswith(("postgresql", "postgres:")):
+        err.print("[red]--workers > 1 needs PostgreSQL and Redis: SQLite has one writer[/red]")
+        raise typer.Exit(2)
+    if synchronous.upper() not in ("FULL", "NORMAL"):
+        raise typer.BadParameter("--synchronous must be FULL or NORMAL")
+    keys = _api_keys()
+    if not keys:
+        key = secrets.token_urlsafe(24)
+        keys = {key: "admin"}
+        err.print(f"DOUBLE11_API_KEYS is not set; this run's admin key is: {key}")
+    settings = Settings(
+        campaign_path=str(campaign.resolve()),
+        db_url=db,
+        redis_url=redis,
+        now=_instant(now),
+        api_keys=keys,
+        sqlite_synchronous=synchronous.upper(),
+    )
+    os.environ[SETTINGS_ENV] = settings_to_env(settings)
+    uvicorn.run(
+        "double11.serving:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@app.command()
+def reconcile(
+    db: Annotated[str, typer.Option(help="postgresql://...")],
+    redis: Annotated[str, typer.Option(help="redis://...")],
+    grace: Annotated[float, typer.Option(help="seconds a claim may be in flight")] = 30.0,
+) -> None:
+    """Make Redis's quotas, budgets and caps agree with the PostgreSQL ledger."""
+    from double11.adapters.reconcile import reconcile_urls
+
+    report = asyncio.run(reconcile_urls(db, redis, grace_s=grace))
+    out.print(str(report), markup=False, highlight=False)
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(min=10, help="synthetic customers")] = 3000,
+    seconds: Annotated[float, typer.Option(min=5, help="how long the simulation runs")] = 45.0,
+    port: Annotated[int, typer.Option(help="0 picks a free port")] = 0,
+    keep_serving: Annotated[
+        bool | None, typer.Option(help="keep the API up afterwards (default: if a terminal)")
+    ] = None,
+) -> None:
+    """Serve the example campaign on a temporary store and drive synthetic customers through it."""
+    from double11.demo import run_demo
+
+    stay = sys.stdin.isatty() if keep_serving is None else keep_serving
+    asyncio.run(run_demo(customers=customers, seconds=seconds, port=port, keep_serving=stay))
+
+
+def main() -> None:
+    app()

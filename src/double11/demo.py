@@ -1,0 +1,305 @@
+"""`double11 demo`: the example campaign served on a temporary SQLite store, with a
+simulated clock racing through the warm-up into the main day while synthetic
+customers act on it through the real HTTP API, shown live in the terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+import socket
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from double11.bootstrap import open_stores
+from double11.campaign_file import load_campaign
+from double11.campaigns import example_campaign_path
+from double11.domain.campaign import Campaign
+from double11.engine.clock import StartedClock
+from double11.engine.pipeline import Engine
+from double11.risk.step import NoRiskRules
+from double11.settings import Settings
+
+CONCURRENCY = 32
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedEvent:
+    at: datetime
+    body: dict[str, Any]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def synthetic_customers(n: int, rng: random.Random) -> list[dict[str, Any]]:
+    """Profiles shaped like the campaign's audiences: young online, mid/high net worth, SMEs."""
+    people = []
+    for i in range(n):
+        age = rng.choice([rng.randint(25, 35), rng.randint(22, 70)])
+        aum = Decimal(rng.choice([rng.randint(0, 50_000), rng.randint(50_000, 3_000_000)]))
+        people.append(
+            {
+                "id": f"demo-{i:05d}",
+                "age": age,
+                "aum": f"{aum}.00",
+                "is_new": rng.random() < 0.3,
+                "tier": rng.choice(["standard", "gold", "platinum"]),
+                "credit_grade": rng.choice(["A", "B", "C"]),
+                "risk_tolerance": rng.choice(["C1", "C2", "C3", "C4", "C5"]),
+                "segments": [],
+                "devices": [f"dev-{rng.randrange(n * 2)}"],
+            }
+        )
+    return people
+
+
+def plan_events(
+    campaign: Campaign, people: list[dict[str, Any]], rng: random.Random
+) -> list[PlannedEvent]:
+    """Each customer's campaign: reserve, assess, first deposit, daily check-ins."""
+    warmup = next(p for p in campaign.phases if p.name == "warmup")
+    main_day = next(p for p in campaign.phases if p.name == "main_day")
+    span = (warmup.end - warmup.start).total_seconds()
+    events: list[PlannedEvent] = []
+
+    def at_in_warmup() -> datetime:
+        # Reservations crowd into the first days, as early-bird perks make them.
+        return warmup.start + timedelta(seconds=span * rng.random() ** 2.5)
+
+    for person in people:
+        cid = person["id"]
+        if rng.random() < 0.8:
+            events.append(PlannedEvent(at_in_warmup(), {"type": "reservation", "data": {}}))
+        if rng.random() < 0.6:
+            events.append(PlannedEvent(at_in_warmup(), {"type": "risk_assessment", "data": {}}))
+        if person["is_new"] and rng.random() < 0.8:
+            amount = rng.choice([5_000, 20_000, 60_000, 150_000, 400_000])
+            kind = rng.choice(["deposit", "wealth_purchase"])
+            events.append(
+                PlannedEvent(at_in_warmup(), {"type": kind, "data": {"amount": f"{amount}.00"}})
+            )
+        day = warmup.start
+        while day < main_day.end:
+            if rng.random() < 0.35:
+                moment = day + timedelta(seconds=rng.randrange(86_400))
+                events.append(PlannedEvent(moment, {"type": "checkin", "data": {}}))
+            day += timedelta(days=1)
+        for e in events[-8:]:
+            e.body.setdefault("customer_id", cid)
+    events.sort(key=lambda e: e.at)
+    for n, e in enumerate(events):
+        e.body["id"] = f"demo-evt-{n:07d}"
+        e.body["at"] = e.at.isoformat()
+    return events
+
+
+class Tally:
+    """What the demo has seen, for the live view."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.by_outcome: Counter[str] = Counter()
+        self.grants: Counter[str] = Counter()
+        self.errors: Counter[int] = Counter()
+        self.latencies: list[float] = []
+        self.campaign: dict[str, Any] = {}
+
+    def p99_ms(self) -> float:
+        recent = sorted(self.latencies[-2000:])
+        return recent[int(len(recent) * 0.99)] * 1000 if recent else 0.0
+
+
+async def run_demo(customers: int, seconds: float, port: int, keep_serving: bool) -> None:
+    """Run the demo end to end; optionally keep serving afterwards."""
+    console = Console()
+    campaign = load_campaign(example_campaign_path())
+    warmup = campaign.phases[0]
+    main_day = next(p for p in campaign.phases if p.name == "main_day")
+    start = warmup.start + timedelta(hours=8)
+    speed = (main_day.end - start).total_seconds() / seconds
+    clock = StartedClock(start, speed=speed)
+    key = secrets.token_urlsafe(18)
+    port = port or _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="double11-demo-") as tmp:
+        db_url = f"sqlite:///{Path(tmp) / 'demo.db'}"
+        settings = Settings(
+            campaign_path=str(example_campaign_path()), db_url=db_url, api_keys={key: "admin"}
+        )
+        stores = await open_stores(db_url, sqlite_synchronous="NORMAL")
+        engine = Engine(campaign, stores, clock, NoRiskRules(), settings.max_ahead)
+        from double11.api.app import create_app
+
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(engine, settings), port=port, log_level="warning")
+        )
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.05)
+        _introduce(console, url, key, db_url, customers, seconds)
+        try:
+            await _drive(console, campaign, clock, url, key, customers)
+            if keep_serving:
+                console.print(f"\nStill serving {url} (key {key}); Ctrl-C to stop.")
+                await serving
+        finally:
+            server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await serving
+            await stores.close()
+
+
+def _introduce(
+    console: Console, url: str, key: str, db_url: str, customers: int, seconds: float
+) -> None:
+    auth = f"-H 'Authorization: Bearer {key}'"
+    console.print(
+        Panel.fit(
+            f"API      {url}   (OpenAPI: {url}/docs)\n"
+            f"API key  {key}   (role admin)\n"
+            f"store    {db_url}\n"
+            f"plan     {customers} synthetic customers, warm-up to main day in {seconds:.0f} s\n\n"
+            "Try, while it runs:\n"
+            f"  curl -s {auth} {url}/v1/campaign\n"
+            f"  curl -s {auth} {url}/v1/customers/demo-00001/wallet\n"
+            f"  curl -s -X PUT {auth} -H 'Content-Type: application/json' "
+            f'-d \'{{"age": 30, "is_new": true}}\' {url}/v1/customers/me\n'
+            f"  curl -s -X POST {auth} -H 'Content-Type: application/json' "
+            f'-d \'{{"id": "my-1", "type": "checkin", "customer_id": "me", '
+            f'"at": "\'$(date -Iseconds)\'", "data": {{}}}}\' {url}/v1/events',
+            title="double11 demo",
+        )
+    )
+
+
+async def _drive(
+    console: Console, campaign: Campaign, clock: StartedClock, url: str, key: str, n: int
+) -> None:
+    rng = random.Random(11)
+    people = synthetic_customers(n, rng)
+    planned = plan_events(campaign, people, rng)
+    tally = Tally()
+    headers = {"Authorization": f"Bearer {key}"}
+    limits = httpx.Limits(max_connections=CONCURRENCY)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits) as client:
+        sem = asyncio.Semaphore(CONCURRENCY)
+
+        async def put(person: dict[str, Any]) -> None:
+            async with sem:
+                body = {k: v for k, v in person.items() if k != "id"}
+                (await client.put(f"/v1/customers/{person['id']}", json=body)).raise_for_status()
+
+        await asyncio.gather(*(put(p) for p in people))
+        end = campaign.phases[1].end
+        with Live(_view(campaign, clock, tally, len(planned)), console=console) as live:
+            refresher = asyncio.create_task(_refresh(live, campaign, clock, client, tally, planned))
+            await _send_all(client, clock, planned, tally, sem)
+            while clock.now() < end:
+                await asyncio.sleep(0.2)
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            tally.campaign = (await client.get("/v1/campaign")).json()
+            live.update(_view(campaign, clock, tally, len(planned)))
+    errors = sum(tally.errors.values())
+    console.print(
+        f"Done: {tally.sent} events decided, {sum(tally.grants.values())} grants, "
+        f"{errors} errors; p99 {tally.p99_ms():.1f} ms."
+    )
+
+
+async def _send_all(
+    client: httpx.AsyncClient,
+    clock: StartedClock,
+    planned: list[PlannedEvent],
+    tally: Tally,
+    sem: asyncio.Semaphore,
+) -> None:
+    async def send(event: PlannedEvent) -> None:
+        async with sem:
+            began = time.perf_counter()
+            response = await client.post("/v1/events", json=event.body)
+            tally.latencies.append(time.perf_counter() - began)
+            tally.sent += 1
+            if response.status_code != 200:
+                tally.errors[response.status_code] += 1
+                return
+            decision = response.json()
+            for outcome in decision["outcomes"]:
+                tally.by_outcome[outcome["outcome"]] += 1
+            for grant in decision["grants"]:
+                tally.grants[grant["mechanic_id"]] += 1
+
+    pending: set[asyncio.Task[None]] = set()
+    for event in planned:
+        wait = (event.at - clock.now()).total_seconds()
+        if wait > 0:
+            # The simulated clock runs fast; sleep in real seconds until the event is due.
+            await asyncio.sleep(min(wait / clock.speed, 1.0))
+        task = asyncio.create_task(send(event))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+    await asyncio.gather(*pending)
+
+
+async def _refresh(
+    live: Live,
+    campaign: Campaign,
+    clock: StartedClock,
+    client: httpx.AsyncClient,
+    tally: Tally,
+    planned: list[PlannedEvent],
+) -> None:
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            tally.campaign = (await client.get("/v1/campaign")).json()
+        live.update(_view(campaign, clock, tally, len(planned)))
+        await asyncio.sleep(0.5)
+
+
+def _view(campaign: Campaign, clock: StartedClock, tally: Tally, total: int) -> Group:
+    now = clock.now().astimezone(campaign.zone)
+    phase = campaign.phase_at(clock.now())
+    head = (
+        f"campaign time {now:%Y-%m-%d %H:%M} ({campaign.timezone})   "
+        f"phase [bold]{phase.name if phase else '-'}[/bold]   "
+        f"events {tally.sent}/{total}   p99 {tally.p99_ms():.1f} ms   "
+        f"errors {sum(tally.errors.values())}"
+    )
+    table = Table(title="mechanics (live from GET /v1/campaign)", expand=False)
+    for column in ("mechanic", "granted", "quota", "budget spent", "budget"):
+        table.add_column(column, justify="right" if column != "mechanic" else "left")
+    for m in tally.campaign.get("mechanics", []):
+        table.add_row(
+            m.get("id", ""),
+            str(m.get("quota_used", m.get("granted", ""))),
+            str(m.get("quota_limit") or "-"),
+            str(m.get("budget_spent") or "-"),
+            str(m.get("budget_limit") or "-"),
+        )
+    outcomes = Table(title="decisions by reason")
+    outcomes.add_column("reason")
+    outcomes.add_column("count", justify="right")
+    for reason, count in tally.by_outcome.most_common():
+        outcomes.add_row(reason, str(count))
+    return Group(head, table, outcomes)
