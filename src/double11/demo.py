@@ -154,7 +154,7 @@ async def run_demo(customers: int, seconds: float, port: int, keep_serving: bool
             uvicorn.Config(create_app(engine, settings), port=port, log_level="warning")
         )
         serving = asyncio.create_task(server.serve())
-        while not server.started:
+        while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
             await asyncio.sleep(0.05)
         _introduce(console, url, key, db_url, customers, seconds)
         try:
@@ -214,8 +214,8 @@ async def _drive(
         with Live(_view(campaign, clock, tally, len(planned)), console=console) as live:
             refresher = asyncio.create_task(_refresh(live, campaign, clock, client, tally, planned))
             await _send_all(client, clock, planned, tally, sem)
-            while clock.now() < end:
-                await asyncio.sleep(0.2)
+            left = (end - clock.now()).total_seconds() / clock.speed
+            await asyncio.sleep(max(left, 0.0))
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
