@@ -108,7 +108,7 @@ class MechanicDoc(_Strict):
     grants: list[GrantDoc]
     name: str = ""
     when: str | None = None
-    limits: LimitsDoc = LimitsDoc()
+    limits: LimitsDoc = msgspec.field(default_factory=LimitsDoc)
 
 
 class CampaignDoc(_Strict):
