@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -283,7 +283,8 @@ def _phases(doc: CampaignDoc, bad: Any) -> dict[str, Phase]:
         for other in phases.values():
             if p.start < other.end and other.start < p.end:
                 bad(f"phases[{i}]", f"overlaps phase {other.name!r}")
-        phases[p.name] = Phase(p.name, p.start, p.end)
+        # Instants compare fastest when they share one tzinfo: keep phases in UTC.
+        phases[p.name] = Phase(p.name, p.start.astimezone(UTC), p.end.astimezone(UTC))
     if not doc.phases:
         bad("phases", "must declare at least one phase")
     return phases
@@ -344,8 +345,8 @@ def _mechanic(
             budget=limits.budget,
             per_customer=limits.per_customer,
             per=limits.per,
-            valid_from=limits.valid_from,
-            valid_until=limits.valid_until,
+            valid_from=limits.valid_from.astimezone(UTC) if limits.valid_from else None,
+            valid_until=limits.valid_until.astimezone(UTC) if limits.valid_until else None,
         ),
         condition=condition,
     )
@@ -388,7 +389,9 @@ def _grant(
             return None
         return LotteryTicketGrant(g.lottery_tickets, g.unit_cost)
     assert g.rate_boost_coupon is not None
-    return _rate_boost(f"{where}.rate_boost_coupon", g.rate_boost_coupon, phases, triggers, bad)
+    return _rate_boost(
+        f"{where}.rate_boost_coupon", g.rate_boost_coupon, phases, triggers, doc.timezone, bad
+    )
 
 
 def _rate_boost(
@@ -396,6 +399,7 @@ def _rate_boost(
     c: RateBoostDoc,
     phases: dict[str, Phase],
     triggers: list[EventType],
+    zone_name: str,
     bad: Any,
 ) -> RateBoostCouponGrant | None:
     ok = True
@@ -423,7 +427,11 @@ def _rate_boost(
     if isinstance(c.valid_until, datetime) and c.valid_until.tzinfo is not None:
         until: datetime | None = c.valid_until
     elif c.valid_until in phases:
-        until = phases[c.valid_until].end
+        # Shown to customers, so in the campaign's own time zone.
+        try:
+            until = phases[c.valid_until].end.astimezone(ZoneInfo(zone_name))
+        except (ZoneInfoNotFoundError, ValueError):
+            until = phases[c.valid_until].end
     else:
         bad(f"{where}.valid_until", "must be a phase name or an instant with an offset")
         until = None

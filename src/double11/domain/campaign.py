@@ -162,6 +162,15 @@ class Campaign:
     segments: Mapping[str, Segment] = field(default_factory=dict)
     perks: Mapping[str, Perk] = field(default_factory=dict)
     point_value: Decimal = Decimal("0.01")
+    # Derived once: the hot path looks mechanics up by event type on every event.
+    by_trigger: Mapping[str, tuple[Mechanic, ...]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        index = {
+            t: tuple(m for m in self.mechanics if t in m.triggers)
+            for t in {t for m in self.mechanics for t in m.triggers}
+        }
+        object.__setattr__(self, "by_trigger", index)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -179,7 +188,7 @@ class Campaign:
         return at.astimezone(self.zone).date()
 
     def mechanics_for(self, event_type: str) -> tuple[Mechanic, ...]:
-        return tuple(m for m in self.mechanics if event_type in m.triggers)
+        return self.by_trigger.get(event_type, ())
 
     def mechanic(self, mechanic_id: str) -> Mechanic:
         for m in self.mechanics:

@@ -56,10 +56,7 @@ class Plan:
     decided: tuple[MechanicOutcome, ...]
     candidates: tuple[Candidate, ...]
     order: tuple[str, ...]
-
-    @property
-    def claims(self) -> tuple[Claim, ...]:
-        return tuple(c.claim for c in self.candidates)
+    claims: tuple[Claim, ...]
 
 
 class _NotEligible(Exception):
@@ -83,7 +80,13 @@ def plan(campaign: Campaign, facts: Facts) -> Plan:
             decided.append(MechanicOutcome(mechanic.id, Outcome.NOT_ELIGIBLE, str(exc)))
             continue
         candidates.append(Candidate(mechanic, _claim(campaign, mechanic, facts, entries), entries))
-    return Plan(facts.phase, tuple(decided), tuple(candidates), tuple(m.id for m in mechanics))
+    return Plan(
+        facts.phase,
+        tuple(decided),
+        tuple(candidates),
+        tuple(m.id for m in mechanics),
+        tuple(c.claim for c in candidates),
+    )
 
 
 def _precondition(mechanic: Mechanic, facts: Facts) -> MechanicOutcome | None:
