@@ -1,0 +1,1 @@
+"""Benchmarks, run by hand; results go in the README with the machine and date."""
