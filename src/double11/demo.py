@@ -290,12 +290,13 @@ def _view(campaign: Campaign, clock: StartedClock, tally: Tally, total: int) -> 
     for column in ("mechanic", "granted", "quota", "budget spent", "budget"):
         table.add_column(column, justify="right" if column != "mechanic" else "left")
     for m in tally.campaign.get("mechanics", []):
+        quota, budget = m["quota"], m["budget"]
         table.add_row(
-            m.get("id", ""),
-            str(m.get("quota_used", m.get("granted", ""))),
-            str(m.get("quota_limit") or "-"),
-            str(m.get("budget_spent") or "-"),
-            str(m.get("budget_limit") or "-"),
+            m["id"],
+            str(quota["used"]),
+            str(quota["limit"] or "-"),
+            str(budget["spent"]),
+            str(budget["limit"] or "-"),
         )
     outcomes = Table(title="decisions by reason")
     outcomes.add_column("reason")
