@@ -37,7 +37,6 @@ from double11.domain.campaign import (
     RateTier,
     Segment,
 )
-from double11.domain.money import CENT
 from double11.errors import CampaignFileError
 from double11.expressions import CompiledCondition, ExpressionError, Vocabulary, compile_condition
 
@@ -123,6 +122,14 @@ class CampaignDoc(_Strict):
     point_value: Decimal = Decimal("0.01")
 
 
+# Named sections (mappings of name -> value) and the type of each value.
+_Section = tuple[type, dict[str, Any]]
+_SECTIONS: dict[str, _Section] = {
+    "event_types": (EventTypeDoc, {"fields": (FieldDoc, {})}),
+    "perks": (PerkDoc, {}),
+}
+
+
 def load_campaign(path: str | Path) -> Campaign:
     """Read and validate a campaign file; raise CampaignFileError listing every problem."""
     try:
@@ -152,16 +159,64 @@ def parse_campaign(text: str) -> Campaign:
         raise CampaignFileError([f"YAML error: {exc}"]) from None
     if not isinstance(raw, dict):
         raise CampaignFileError(["the file must be a mapping of campaign fields"])
-    try:
-        doc = msgspec.convert(raw, CampaignDoc, strict=False)
-    except msgspec.ValidationError as exc:
-        raise CampaignFileError([_locate(tree, *_msgspec_problem(str(exc)))]) from None
+    repeated = _repeated_keys(tree, "")
+    if repeated:
+        raise CampaignFileError([_locate(tree, path, msg) for path, msg in repeated])
+    # Values inside named sections first, so a problem there names its key (msgspec
+    # would say `perks[...]`), then the whole document.
     problems: list[tuple[str, str]] = []
+    _check_sections(raw, _SECTIONS, "", problems)
+    if not problems:
+        try:
+            doc = msgspec.convert(raw, CampaignDoc, strict=False)
+        except msgspec.ValidationError as exc:
+            problems.append(_msgspec_problem(str(exc)))
+    if problems:
+        raise CampaignFileError([_locate(tree, path, msg) for path, msg in problems])
     campaign = _build(doc, problems)
     if problems:
         raise CampaignFileError([_locate(tree, path, msg) for path, msg in problems])
     assert campaign is not None
     return campaign
+
+
+def _repeated_keys(node: yaml.Node | None, path: str) -> list[tuple[str, str]]:
+    """Keys given twice in one mapping: YAML keeps the last silently, we refuse both."""
+    found: list[tuple[str, str]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            name = str(key.value)
+            if name in seen:
+                found.append(
+                    (path, f"key {name!r} is given twice (line {key.start_mark.line + 1})")
+                )
+            seen.add(name)
+            found += _repeated_keys(value, f"{path}.{name}" if path else name)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found += _repeated_keys(item, f"{path}[{i}]")
+    return found
+
+
+def _check_sections(
+    raw: Any, sections: dict[str, _Section], path: str, problems: list[tuple[str, str]]
+) -> None:
+    if not isinstance(raw, dict):
+        return
+    for section, (kind, inner) in sections.items():
+        values = raw.get(section)
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            where = f"{path}{section}.{key}"
+            try:
+                msgspec.convert(value, kind, strict=False)
+            except msgspec.ValidationError as exc:
+                sub, msg = _msgspec_problem(str(exc))
+                problems.append((f"{where}.{sub}" if sub else where, msg))
+                continue
+            _check_sections(value, inner, f"{where}.", problems)
 
 
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?$", re.S)
@@ -223,6 +278,20 @@ def _line_of(tree: yaml.Node | None, path: str) -> int | None:
     return last.start_mark.line + 1 if last is not None else None
 
 
+def _amount_ok(path: str, value: Decimal | None, bad: Any, *, cents: bool = True) -> bool:
+    """Refuse NaN, infinities and (for yuan) sub-cent amounts before any arithmetic on them."""
+    if value is None:
+        return True
+    if not value.is_finite():
+        bad(path, "must be a finite amount")
+        return False
+    exponent = value.normalize().as_tuple().exponent
+    if cents and isinstance(exponent, int) and exponent < -2:
+        bad(path, "must have at most two decimal places")
+        return False
+    return True
+
+
 def _build(doc: CampaignDoc, problems: list[tuple[str, str]]) -> Campaign | None:
     def bad(path: str, message: str) -> None:
         problems.append((path, message))
@@ -231,7 +300,7 @@ def _build(doc: CampaignDoc, problems: list[tuple[str, str]]) -> Campaign | None
         ZoneInfo(doc.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         bad("timezone", f"unknown time zone {doc.timezone!r}")
-    if doc.point_value <= 0:
+    if _amount_ok("point_value", doc.point_value, bad, cents=False) and doc.point_value <= 0:
         bad("point_value", "must be a positive amount in yuan")
 
     phases = _phases(doc, bad)
@@ -319,15 +388,25 @@ def _mechanic(
         if (g := _grant(f"{where}.grants[{j}]", doc_grant, doc, phases, triggers, bad)) is not None
     ]
     limits = m.limits
-    if limits.budget is not None and (
-        limits.budget <= 0 or limits.budget != limits.budget.quantize(CENT)
-    ):
-        bad(f"{where}.limits.budget", "must be a positive amount in yuan with at most two decimals")
+    budget_path = f"{where}.limits.budget"
+    budget_ok = limits.budget is None or _amount_ok(budget_path, limits.budget, bad)
+    if budget_ok and limits.budget is not None and limits.budget <= 0:
+        bad(budget_path, "must be a positive amount in yuan")
     if limits.valid_from and limits.valid_until and limits.valid_until <= limits.valid_from:
         bad(f"{where}.limits.valid_until", "must be after valid_from")
     condition = None
     if m.when is not None:
-        vocab = Vocabulary(data_fields, frozenset(event_types), frozenset(segments))
+        numeric = frozenset(
+            name
+            for name in data_fields
+            if all(
+                f.kind in (FieldKind.MONEY, FieldKind.INTEGER)
+                for et in triggers
+                for f in et.fields
+                if f.name == name
+            )
+        )
+        vocab = Vocabulary(data_fields, numeric, frozenset(event_types), frozenset(segments))
         try:
             condition = compile_condition(m.when, vocab, segments)
         except ExpressionError as exc:
@@ -373,7 +452,7 @@ def _grant(
     if len(kinds) != 1:
         bad(where, "must set exactly one of points, perk, lottery_tickets, rate_boost_coupon")
         return None
-    if g.unit_cost != Decimal("0.00") and g.lottery_tickets is None:
+    if g.unit_cost.is_finite() and g.unit_cost != 0 and g.lottery_tickets is None:
         bad(f"{where}.unit_cost", "only lottery tickets have a unit_cost")
         return None
     if g.points is not None:
@@ -384,6 +463,8 @@ def _grant(
             return None
         return PerkGrant(g.perk)
     if g.lottery_tickets is not None:
+        if not _amount_ok(f"{where}.unit_cost", g.unit_cost, bad):
+            return None
         if g.unit_cost < 0:
             bad(f"{where}.unit_cost", "must not be negative")
             return None
@@ -407,13 +488,22 @@ def _rate_boost(
         bad(f"{where}.tiers", "must list at least one tier")
         ok = False
     for k, tier in enumerate(c.tiers):
+        at = f"{where}.tiers[{k}]"
+        if not (
+            _amount_ok(f"{at}.min_amount", tier.min_amount, bad)
+            and _amount_ok(f"{at}.boost", tier.boost, bad, cents=False)
+        ):
+            ok = False
+            continue
         if tier.min_amount < 0:
             bad(f"{where}.tiers[{k}].min_amount", "must not be negative")
             ok = False
         if not Decimal(0) < tier.boost <= Decimal("0.2"):
             bad(f"{where}.tiers[{k}].boost", "must be a rate in (0, 0.2], e.g. 0.005 for 0.5%")
             ok = False
-    if c.principal_cap <= 0:
+    if not _amount_ok(f"{where}.principal_cap", c.principal_cap, bad):
+        ok = False
+    elif c.principal_cap <= 0:
         bad(f"{where}.principal_cap", "must be a positive amount in yuan")
         ok = False
     for et in triggers:
@@ -424,17 +514,9 @@ def _rate_boost(
                 f"{et.name} must declare {c.amount_field!r} as required money",
             )
             ok = False
-    if isinstance(c.valid_until, datetime) and c.valid_until.tzinfo is not None:
-        until: datetime | None = c.valid_until
-    elif c.valid_until in phases:
-        # Shown to customers, so in the campaign's own time zone.
-        try:
-            until = phases[c.valid_until].end.astimezone(ZoneInfo(zone_name))
-        except (ZoneInfoNotFoundError, ValueError):
-            until = phases[c.valid_until].end
-    else:
+    until = _instant_or_phase_end(c.valid_until, phases, zone_name)
+    if until is None:
         bad(f"{where}.valid_until", "must be a phase name or an instant with an offset")
-        until = None
     if not ok or until is None:
         return None
     return RateBoostCouponGrant(
@@ -444,3 +526,21 @@ def _rate_boost(
         valid_until=until,
         amount_field=c.amount_field,
     )
+
+
+def _instant_or_phase_end(value: Any, phases: dict[str, Phase], zone_name: str) -> datetime | None:
+    """A phase's end (shown in the campaign's zone) or an aware instant, YAML-typed or quoted."""
+    if isinstance(value, str) and value in phases:
+        end = phases[value].end
+        try:
+            return end.astimezone(ZoneInfo(zone_name))
+        except (ZoneInfoNotFoundError, ValueError):
+            return end
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value
+    return None

@@ -58,13 +58,14 @@ def check(campaign: CampaignArg) -> None:
         loaded = load_campaign(campaign)
     except CampaignFileError as exc:
         for problem in exc.problems:
-            err.print(f"{campaign}: {problem}", markup=False, highlight=False)
+            err.print(f"{campaign}: {problem}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     out.print(
         f"{campaign}: OK: campaign {loaded.id!r}, {len(loaded.phases)} phases, "
         f"{len(loaded.event_types)} event types, {len(loaded.mechanics)} mechanics",
         markup=False,
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -88,7 +89,7 @@ def serve(
         load_campaign(campaign)
     except CampaignFileError as exc:
         for problem in exc.problems:
-            err.print(f"{campaign}: {problem}", markup=False, highlight=False)
+            err.print(f"{campaign}: {problem}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     if workers > 1 and not db.startswith(("postgresql", "postgres:")):
         err.print("[red]--workers > 1 needs PostgreSQL and Redis: SQLite has one writer[/red]")

@@ -64,6 +64,7 @@ class Vocabulary:
     """What a condition may name: declared data fields, event types, segments."""
 
     data_fields: frozenset[str] = frozenset()
+    numeric_fields: frozenset[str] = frozenset()  # data fields holding money or integers
     event_types: frozenset[str] = frozenset()
     segments: frozenset[str] = frozenset()
     allow_state: bool = True
@@ -79,8 +80,11 @@ class _Checker(ast.NodeVisitor):
             self.names.add("state")
 
     def visit_Name(self, node: ast.Name) -> None:
+        # Reached only for a name that stands alone, not as the root of an attribute path.
         if node.id not in self.names:
             raise ExpressionError(f"unknown name {node.id!r}; use {', '.join(sorted(self.names))}")
+        if node.id in ("state", "segment"):
+            raise ExpressionError(f"{node.id} must be followed by {_COMPLETE[node.id]}")
 
     def visit_Call(self, node: ast.Call) -> None:
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
@@ -91,13 +95,36 @@ class _Checker(ast.NodeVisitor):
             self.visit(arg)
 
     def visit_BinOp(self, node: ast.BinOp) -> None:
-        # "x" * 10**9 would allocate without bound; only numbers are multiplied.
-        for side in (node.left, node.right):
-            if isinstance(side, ast.List | ast.Tuple | ast.Set) or (
-                isinstance(side, ast.Constant) and isinstance(side.value, str)
-            ):
-                raise ExpressionError("arithmetic is for numbers only")
+        # A string or list repeated (`*`) or formatted (`%`) can allocate without bound,
+        # whether it is a literal or comes from a field: both sides must be numbers.
+        if isinstance(node.op, ast.Mult | ast.Mod) and not (
+            self._numeric(node.left) and self._numeric(node.right)
+        ):
+            raise ExpressionError("* and % are for numbers only")
         self.generic_visit(node)
+
+    def _numeric(self, node: ast.expr) -> bool:
+        """Whether `node` can only ever be a number (decidable from the vocabulary)."""
+        if isinstance(node, ast.Constant):
+            return isinstance(node.value, int | float) and not isinstance(node.value, bool)
+        if isinstance(node, ast.BinOp):
+            return self._numeric(node.left) and self._numeric(node.right)
+        if isinstance(node, ast.UnaryOp):
+            return self._numeric(node.operand)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id == "len":
+                return True
+            return node.func.id in ("abs", "min", "max") and all(
+                self._numeric(a) for a in node.args
+            )
+        if isinstance(node, ast.Attribute):
+            path = _attribute_path(node) or []
+            if path in (["customer", "age"], ["customer", "aum"]):
+                return True
+            if path[:2] == ["event", "data"] and len(path) == 3:
+                return path[2] in self.vocab.numeric_fields
+            return path[:1] == ["state"] and len(path) == 3
+        return False
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         path = _attribute_path(node)
@@ -109,6 +136,8 @@ class _Checker(ast.NodeVisitor):
         root, *rest = path
         if any(part.startswith("_") for part in rest):
             raise ExpressionError("names starting with '_' are not allowed")
+        if root in FUNCTIONS or (root not in self.names and root in _ROOTS):
+            raise ExpressionError(f"{root!r} cannot be used here")
         known: dict[str, Collection[str]] = {
             "customer": CUSTOMER_FIELDS,
             "event": EVENT_FIELDS,
@@ -123,6 +152,8 @@ class _Checker(ast.NodeVisitor):
                 f"{root} has no {first!r}; known: {', '.join(sorted(known[root])) or 'none'}"
             )
         if len(rest) == 1:
+            if root == "state" and first in ("phase", "campaign"):
+                raise ExpressionError(f"state.{first} must be followed by an event type")
             return
         if root == "event" and first == "data" and len(rest) == 2:
             if rest[1] not in self.vocab.data_fields:
@@ -133,6 +164,13 @@ class _Checker(ast.NodeVisitor):
                 raise ExpressionError(f"state.{first} counts event types; {rest[1]!r} is not one")
             return
         raise ExpressionError(f"{'.'.join(path)} is not a known field")
+
+
+_ROOTS = frozenset({"customer", "event", "state", "segment"})
+_COMPLETE = {
+    "state": ".phase.TYPE, .campaign.TYPE or .perks",
+    "segment": ".NAME of a declared segment",
+}
 
 
 def _attribute_path(node: ast.expr) -> list[str] | None:

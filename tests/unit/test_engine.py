@@ -616,14 +616,6 @@ async def test_bad_input_raises_invalid_input_naming_the_field_and_writes_nothin
     assert snapshot(b.store) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: domain/events.py _coerce quantizes the amount to cents outside its try block; "
-        "an amount of 10**26 yuan or more exceeds the default Decimal precision and "
-        "decimal.InvalidOperation escapes Engine.submit instead of InvalidInput"
-    ),
-)
 @pytest.mark.parametrize("value", ["1e30", "100000000000000000000000000", 10**30, 1e30])
 async def test_an_absurdly_large_amount_is_invalid_input(
     example_campaign: Campaign, value: object
@@ -684,16 +676,6 @@ async def test_concurrent_copies_of_one_event_grant_once(example_campaign: Campa
     assert len(b.entries()) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: adapters/memory.py take() dedupes an in-flight event's claims through _claimed, "
-        "which apply() empties on commit; a concurrent copy that takes after the original "
-        "committed takes the quota again, and Engine.submit (pipeline.py, `stored is not "
-        "record`) returns the replay without releasing it: quota leaks, _claimed keeps a "
-        "stale entry (hidden in the example only because every mechanic has a per-customer cap)"
-    ),
-)
 async def test_concurrent_copies_of_one_event_take_a_quota_without_a_cap_once(
     example_text: str,
 ) -> None:
@@ -734,14 +716,6 @@ async def test_an_event_id_reused_with_a_different_body_is_a_conflict(
     assert (await b.submit(deposit("d1", "c1", "100.00"))).decision == first.decision
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: pipeline.py Engine._replay raises EventIdReused(message, 'id') like an "
-        "InvalidInput, but Conflict (domain/errors.py) takes no field: the error has no "
-        "`field`/`detail` and str() of it is the tuple \"('event ... body', 'id')\""
-    ),
-)
 async def test_an_event_id_reused_says_so_in_words_and_names_the_id_field(
     example_campaign: Campaign,
 ) -> None:

@@ -152,14 +152,6 @@ def test_the_ticket_count_is_the_quantity_of_active_tickets(
     assert len(wallet.lottery_tickets) == len(tickets)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: domain/wallet.py fold sorts entries by (at, id) and drops a closing entry whose "
-        "grant it has not seen yet, so a redemption stamped at the same instant as its grant "
-        "(or earlier, by another system's clock) whose id sorts first is silently ignored"
-    ),
-)
 def test_a_redemption_stamped_at_the_same_instant_as_its_grant_closes_it() -> None:
     points = grant(9, T0, 100)  # id "e9/m/0"
     redeem = replace(
@@ -451,14 +443,6 @@ def test_yuan_refuses_what_is_not_a_finite_amount(value: str) -> None:
         yuan(value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: domain/money.py yuan quantizes outside its try block; from 10**26 yuan the "
-        "result needs more digits than the default Decimal precision and "
-        "decimal.InvalidOperation (an ArithmeticError, not a ValueError) escapes"
-    ),
-)
 @pytest.mark.parametrize("value", ["1e26", "1e30", 10**30, Decimal("1E+40")])
 def test_yuan_refuses_an_amount_too_large_to_hold_in_cents_with_a_value_error(
     value: str | int | Decimal,

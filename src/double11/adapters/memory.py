@@ -8,7 +8,8 @@ loop each is atomic.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import time
+from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -18,6 +19,8 @@ from double11.domain.facts import CustomerState
 from double11.domain.ledger import LedgerEntry
 from double11.domain.limits import Claim, ClaimOutcome, LimitCounters, MechanicUsage
 from double11.engine.ports import EventRecord
+
+RETAIN_S = 120.0
 
 
 @dataclass(slots=True)
@@ -52,6 +55,12 @@ class MemoryStore:
         # duplicate of an in-flight event sees the same state and the same claims.
         self._observed: dict[str, CustomerState] = {}
         self._claimed: dict[tuple[str, str], Claim] = {}
+        # The same for events committed in the last RETAIN_S seconds: a duplicate that
+        # looked for its event just before the original committed must not count or
+        # take again. Older duplicates find the committed event first.
+        self._recent_observed: dict[str, CustomerState] = {}
+        self._recent_claimed: set[tuple[str, str]] = set()
+        self._recent: deque[tuple[float, str, tuple[tuple[str, str], ...]]] = deque()
 
     # customers
     async def get_customer(self, customer_id: str) -> Customer | None:
@@ -77,17 +86,32 @@ class MemoryStore:
         self.events[record.event.id] = record
         for entry in record.decision.grants:
             self.ledger[entry.customer_id].append(entry)
-        self._observed.pop(record.event.id, None)
-        for claim in record.claims:
-            self._claimed.pop((claim.event_id, claim.mechanic_id), None)
+        self._retire(record)
         return record
+
+    def _retire(self, record: EventRecord) -> None:
+        """Move a committed event's in-flight marks to the recent ones; forget old ones."""
+        now = time.monotonic()
+        event_id = record.event.id
+        observed = self._observed.pop(event_id, None)
+        if observed is not None:
+            self._recent_observed[event_id] = observed
+        keys = tuple((c.event_id, c.mechanic_id) for c in record.claims)
+        for key in keys:
+            self._claimed.pop(key, None)
+        self._recent_claimed.update(keys)
+        self._recent.append((now, event_id, keys))
+        while self._recent and now - self._recent[0][0] > RETAIN_S:
+            _, old_id, old_keys = self._recent.popleft()
+            self._recent_observed.pop(old_id, None)
+            self._recent_claimed.difference_update(old_keys)
 
     async def ledger_for(self, customer_id: str) -> Sequence[LedgerEntry]:
         return tuple(self.ledger.get(customer_id, ()))
 
     # limit book
     async def observe(self, event: Event, phase: str | None) -> CustomerState:
-        seen = self._observed.get(event.id)
+        seen = self._observed.get(event.id) or self._recent_observed.get(event.id)
         if seen is not None:
             return seen
         counts = self.counts[event.customer_id]
@@ -100,7 +124,7 @@ class MemoryStore:
         results: dict[str, ClaimOutcome] = {}
         for claim in claims:
             key = (claim.event_id, claim.mechanic_id)
-            if key in self._claimed:
+            if key in self._claimed or key in self._recent_claimed:
                 results[claim.mechanic_id] = ClaimOutcome.TAKEN
                 continue
             outcome = self.counters.take(claim)

@@ -23,15 +23,19 @@ class ConditionError(DomainError):
     title = "condition could not be evaluated"
 
 
-class InvalidInput(DomainError):
-    """A request that is malformed or refers to something unknown; nothing was written."""
-
-    title = "invalid input"
+class RequestError(DomainError):
+    """A request the engine refuses; `field` names the part of it that is wrong."""
 
     def __init__(self, detail: str, field: str | None = None) -> None:
         super().__init__(f"{field}: {detail}" if field else detail)
         self.detail = detail
         self.field = field
+
+
+class InvalidInput(RequestError):
+    """A request that is malformed or refers to something unknown; nothing was written."""
+
+    title = "invalid input"
 
 
 class UnknownEventType(InvalidInput):
@@ -46,7 +50,7 @@ class EventTooFarAhead(InvalidInput):
     title = "event is too far in the future"
 
 
-class Conflict(DomainError):
+class Conflict(RequestError):
     title = "conflict"
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from double11.domain.campaign import EventType, FieldKind
@@ -57,13 +58,21 @@ def _coerce(kind: FieldKind, value: Any, path: str) -> Any:
         return value
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         raise InvalidInput("must be an amount in yuan, as a string or a number", field=path)
-    try:
-        # A JSON number arrives as float; its shortest repr is the decimal the sender wrote.
-        amount = Decimal(repr(value) if isinstance(value, float) else value)
-    except InvalidOperation:
-        raise InvalidInput('must be an amount in yuan, e.g. "1000.00"', field=path) from None
-    if not amount.is_finite() or amount < 0:
+    # A JSON number arrives as float; its shortest repr is the decimal the sender wrote.
+    text = repr(value) if isinstance(value, float) else str(value)
+    if not _AMOUNT.fullmatch(text):
+        raise InvalidInput('must be an amount in yuan in plain notation, e.g. "1000.00"', path)
+    amount = Decimal(text)
+    if amount < 0:
         raise InvalidInput("must be a finite, non-negative amount", field=path)
+    if amount > MAX_AMOUNT:
+        raise InvalidInput(f"must not exceed {MAX_AMOUNT}", field=path)
     if amount != amount.quantize(CENT):
         raise InvalidInput("must have at most two decimal places", field=path)
-    return amount
+    # Two places always, so "1000", 1000 and "1000.00" are the same amount and body.
+    return amount.quantize(CENT)
+
+
+# Plain decimal notation only: no exponents, underscores, NaN or infinities.
+_AMOUNT = re.compile(r"-?\d{1,30}(\.\d{1,30})?")
+MAX_AMOUNT = Decimal("999999999999999.99")

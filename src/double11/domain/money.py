@@ -18,7 +18,10 @@ def yuan(value: Decimal | int | str) -> Decimal:
         raise ValueError(f"not an amount of money: {value!r}") from exc
     if not amount.is_finite():
         raise ValueError(f"not a finite amount of money: {value!r}")
-    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+    try:
+        return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+    except InvalidOperation as exc:
+        raise ValueError(f"too large an amount of money: {value!r}") from exc
 
 
 def yuan_str(amount: Decimal) -> str:

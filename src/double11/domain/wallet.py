@@ -43,14 +43,14 @@ def fold(customer_id: str, entries: Iterable[LedgerEntry], now: datetime) -> Wal
     Grants add; a later entry that refers to a grant (redeem, expire, reverse)
     changes that grant's state and, for points, takes its points back.
     """
-    grants: dict[str, LedgerEntry] = {}
+    # Grants first, then what closes them: another system's clock may stamp a
+    # redemption at, or even before, the instant of the grant it refers to.
+    ordered = sorted(entries, key=lambda e: (e.at, e.id))
+    grants = {e.id: e for e in ordered if e.kind is EntryKind.GRANT}
+    points = sum(e.points for e in grants.values())
     closed: dict[str, str] = {}
-    points = 0
-    for entry in sorted(entries, key=lambda e: (e.at, e.id)):
-        if entry.kind is EntryKind.GRANT:
-            grants[entry.id] = entry
-            points += entry.points
-        elif entry.refers_to is not None and entry.refers_to in grants:
+    for entry in ordered:
+        if entry.kind is not EntryKind.GRANT and entry.refers_to in grants:
             closed[entry.refers_to] = _CLOSING_STATE[entry.kind]
             points -= entry.points
     perks: list[WalletItem] = []
