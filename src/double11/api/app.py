@@ -128,12 +128,9 @@ def create_app(
         if on_shutdown is not None:
             await on_shutdown()
 
-    app = Starlette(
+    return Starlette(
         routes=routes,
         middleware=[Middleware(LatencyMiddleware, metrics=metrics)],
         exception_handlers={HTTPException: _http_exception, Exception: _server_error},
         lifespan=lifespan,
     )
-    app.state.engine = engine
-    app.state.metrics = metrics
-    return app

@@ -37,6 +37,17 @@ PRODUCERS = frozenset({Role.PRODUCER, Role.ADMIN})
 READERS = frozenset({Role.READER, Role.ADMIN})
 
 
+def _entry_problem(key: str, role: str) -> str | None:
+    """What is wrong with one key:role pair, said without repeating the key, or None."""
+    if not _KEY.fullmatch(key):
+        return (
+            "has an empty key or one with characters other than letters, digits and . _ ~ + / = -"
+        )
+    if role not in _ROLES:
+        return f"has role {role!r}; roles are {', '.join(sorted(_ROLES))}"
+    return None
+
+
 def parse_api_keys(text: str) -> dict[str, str]:
     """Parse `key:role,key:role` into {key: role}; raise ValueError naming the bad entry.
 
@@ -45,7 +56,6 @@ def parse_api_keys(text: str) -> dict[str, str]:
     keys: dict[str, str] = {}
     if not text.strip():
         return keys
-    roles = ", ".join(sorted(_ROLES))
     for number, raw in enumerate(text.split(","), start=1):
         entry = raw.strip()
         where = f"entry {number}"
@@ -54,13 +64,9 @@ def parse_api_keys(text: str) -> dict[str, str]:
         key, colon, role = entry.rpartition(":")
         if not colon:
             raise ValueError(f"{where} has no ':role'; write key:role")
-        if not _KEY.fullmatch(key):
-            raise ValueError(
-                f"{where} has an empty key or one with characters other than "
-                "letters, digits and . _ ~ + / = -"
-            )
-        if role not in _ROLES:
-            raise ValueError(f"{where} has role {role!r}; roles are {roles}")
+        problem = _entry_problem(key, role)
+        if problem is not None:
+            raise ValueError(f"{where} {problem}")
         if key in keys:
             raise ValueError(f"{where} repeats the key of an earlier entry")
         keys[key] = role
@@ -91,8 +97,9 @@ class KeyRing:
 
     def __init__(self, keys: Mapping[str, str]) -> None:
         for key, role in keys.items():
-            if not _KEY.fullmatch(key) or role not in _ROLES:
-                raise ValueError("API keys must be key:role with a known role")
+            problem = _entry_problem(key, role)
+            if problem is not None:
+                raise ValueError(f"an API key {problem}")
         self._entries = tuple((_digest(key), Role(role)) for key, role in keys.items())
 
     def role_of(self, presented: str) -> Role | None:

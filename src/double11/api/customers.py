@@ -110,7 +110,7 @@ def profile_body(customer: Customer) -> bytes:
         is_new=customer.is_new,
         tier=customer.tier,
         credit_grade=customer.credit_grade,
-        risk_tolerance=customer.risk_tolerance,  # type: ignore[arg-type]
+        risk_tolerance=customer.risk_tolerance,
         segments=sorted(customer.segments),
         devices=list(customer.devices),
         holdout=customer.holdout,
@@ -141,7 +141,7 @@ def wallet_out(wallet: Wallet, as_of: datetime) -> WalletOut:
         coupons.append(
             CouponItem(
                 **_granted(item),
-                coupon=attributes.get("coupon", "coupon"),
+                coupon=attributes.get("coupon", ""),
                 expires_at=datetime.fromisoformat(expires) if expires else None,
                 attributes=attributes,
             )

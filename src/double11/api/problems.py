@@ -153,14 +153,14 @@ def malformed_json(exc: msgspec.DecodeError) -> ProblemError:
 _problem_encoder = msgspec.json.Encoder()
 
 
-def problem_response(problem: ProblemError, request: Request | None = None) -> Response:
+def problem_response(problem: ProblemError, request: Request) -> Response:
     """Render a problem as `application/problem+json`."""
     body = Problem(
         type=problem.type,
         title=problem.title,
         status=problem.status,
         detail=problem.detail,
-        instance=request.url.path if request is not None else None,
+        instance=request.url.path,
         errors=problem.errors,
     )
     return Response(

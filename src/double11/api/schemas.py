@@ -63,7 +63,7 @@ class CustomerOut(msgspec.Struct):
     is_new: bool
     tier: str | None
     credit_grade: str | None
-    risk_tolerance: RiskTolerance | None
+    risk_tolerance: str | None  # as stored: a profile loaded by other means may hold any text
     segments: list[str]
     devices: list[str]
     holdout: bool
