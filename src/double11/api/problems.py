@@ -15,6 +15,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from double11.domain.errors import RequestError
 from double11.errors import (
     Conflict,
     Double11Error,
@@ -97,14 +98,13 @@ def from_error(exc: Double11Error) -> ProblemError:
     status, slug = next(
         (found for cls, found in STATUSES.items() if isinstance(exc, cls)), (500, "internal")
     )
-    # Errors about a request name the field that is wrong and say what is wrong with it
-    # apart (`field`, `detail`); others carry only their message.
-    field: str | None = getattr(exc, "field", None)
-    message: str | None = getattr(exc, "detail", None)
-    if message is None:
-        message = str(exc.args[0]) if exc.args else exc.title
-    detail = f"{field}: {message}" if field else message
-    errors = [FieldError(field, message)] if field else []
+    errors: list[FieldError] = []
+    if isinstance(exc, RequestError):
+        detail = str(exc)  # "field: what is wrong", or just what is wrong
+        if exc.field:
+            errors.append(FieldError(exc.field, exc.detail))
+    else:
+        detail = str(exc) or exc.title
     headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
     return ProblemError(
         status, exc.title, detail, type_=problem_type(slug), errors=errors, headers=headers
