@@ -4,12 +4,13 @@
     ├── DomainError (double11.domain.errors)
     │   └── ConditionError          a condition failed on one event's facts
     ├── CampaignFileError           the campaign file is broken; lists each problem
-    ├── InvalidInput                a request is malformed or names what does not exist
-    │   ├── UnknownEventType
-    │   ├── UnknownCustomer
-    │   └── EventTooFarAhead
-    ├── Conflict
-    │   └── EventIdReused           same event id, different body
+    ├── RequestError                a refused request; `.field` names what is wrong
+    │   ├── InvalidInput            malformed, or names what does not exist
+    │   │   ├── UnknownEventType
+    │   │   ├── UnknownCustomer
+    │   │   └── EventTooFarAhead
+    │   └── Conflict
+    │       └── EventIdReused       same event id, different body
     ├── Unavailable                 a store failed; nothing was granted
     └── NotFound
 
@@ -26,6 +27,7 @@ from double11.domain.errors import (
     EventIdReused,
     EventTooFarAhead,
     InvalidInput,
+    RequestError,
     UnknownCustomer,
     UnknownEventType,
 )
@@ -61,6 +63,7 @@ __all__ = [
     "EventTooFarAhead",
     "InvalidInput",
     "NotFound",
+    "RequestError",
     "Unavailable",
     "UnknownCustomer",
     "UnknownEventType",
