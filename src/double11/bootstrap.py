@@ -38,7 +38,9 @@ async def open_stores(
 
 
 def make_clock(settings: Settings) -> Clock:
-    return StartedClock(settings.now) if settings.now is not None else SystemClock()
+    if settings.now is None:
+        return SystemClock()
+    return StartedClock(settings.now, speed=settings.clock_speed)
 
 
 async def build_engine(settings: Settings, campaign: Campaign) -> Engine:

@@ -78,6 +78,9 @@ def serve(
     port: Annotated[int, typer.Option()] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
     now: Annotated[str | None, typer.Option(help="start the engine clock at this instant")] = None,
+    speed: Annotated[
+        float, typer.Option(min=0.001, help="with --now: clock seconds per real second")
+    ] = 1.0,
     synchronous: Annotated[str, typer.Option(help="SQLite synchronous: FULL or NORMAL")] = "FULL",
 ) -> None:
     """Serve the HTTP API for a campaign."""
@@ -94,6 +97,8 @@ def serve(
     if workers > 1 and not db.startswith(("postgresql", "postgres:")):
         err.print("[red]--workers > 1 needs PostgreSQL and Redis: SQLite has one writer[/red]")
         raise typer.Exit(2)
+    if speed != 1.0 and now is None:
+        raise typer.BadParameter("--speed needs --now: the system clock runs at its own pace")
     if synchronous.upper() not in ("FULL", "NORMAL"):
         raise typer.BadParameter("--synchronous must be FULL or NORMAL")
     keys = _api_keys()
@@ -106,6 +111,7 @@ def serve(
         db_url=db,
         redis_url=redis,
         now=_instant(now),
+        clock_speed=speed,
         api_keys=keys,
         sqlite_synchronous=synchronous.upper(),
     )

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import random
 import secrets
 import socket
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -20,20 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from double11.api.customers import to_customer
 from double11.bootstrap import open_stores
 from double11.campaign_file import load_campaign
 from double11.campaigns import example_campaign_path
 from double11.domain.campaign import Campaign
 from double11.engine.clock import StartedClock
-from double11.engine.pipeline import Engine
-from double11.risk.step import NoRiskRules
-from double11.settings import Settings
 
 CONCURRENCY = 32
 
@@ -87,25 +87,26 @@ def plan_events(
         return warmup.start + timedelta(seconds=span * rng.random() ** 2.5)
 
     for person in people:
-        cid = person["id"]
+        mine: list[PlannedEvent] = []
         if rng.random() < 0.8:
-            events.append(PlannedEvent(at_in_warmup(), {"type": "reservation", "data": {}}))
+            mine.append(PlannedEvent(at_in_warmup(), {"type": "reservation", "data": {}}))
         if rng.random() < 0.6:
-            events.append(PlannedEvent(at_in_warmup(), {"type": "risk_assessment", "data": {}}))
+            mine.append(PlannedEvent(at_in_warmup(), {"type": "risk_assessment", "data": {}}))
         if person["is_new"] and rng.random() < 0.8:
             amount = rng.choice([5_000, 20_000, 60_000, 150_000, 400_000])
             kind = rng.choice(["deposit", "wealth_purchase"])
-            events.append(
+            mine.append(
                 PlannedEvent(at_in_warmup(), {"type": kind, "data": {"amount": f"{amount}.00"}})
             )
         day = warmup.start
         while day < main_day.end:
             if rng.random() < 0.35:
                 moment = day + timedelta(seconds=rng.randrange(86_400))
-                events.append(PlannedEvent(moment, {"type": "checkin", "data": {}}))
+                mine.append(PlannedEvent(moment, {"type": "checkin", "data": {}}))
             day += timedelta(days=1)
-        for e in events[-8:]:
-            e.body.setdefault("customer_id", cid)
+        for e in mine:
+            e.body["customer_id"] = person["id"]
+        events += mine
     events.sort(key=lambda e: e.at)
     for n, e in enumerate(events):
         e.body["id"] = f"demo-evt-{n:07d}"
@@ -121,6 +122,7 @@ class Tally:
         self.by_outcome: Counter[str] = Counter()
         self.grants: Counter[str] = Counter()
         self.errors: Counter[int] = Counter()
+        self.samples: dict[int, str] = {}
         self.latencies: list[float] = []
         self.campaign: dict[str, Any] = {}
 
@@ -132,84 +134,112 @@ class Tally:
 async def run_demo(customers: int, seconds: float, port: int, keep_serving: bool) -> None:
     """Run the demo end to end; optionally keep serving afterwards."""
     console = Console()
-    campaign = load_campaign(example_campaign_path())
+    campaign_path = example_campaign_path()
+    campaign = load_campaign(campaign_path)
     warmup = campaign.phases[0]
     main_day = next(p for p in campaign.phases if p.name == "main_day")
     start = warmup.start + timedelta(hours=8)
     speed = (main_day.end - start).total_seconds() / seconds
-    clock = StartedClock(start, speed=speed)
     key = secrets.token_urlsafe(18)
     port = port or _free_port()
     url = f"http://127.0.0.1:{port}"
+    rng = random.Random(11)
+    people = synthetic_customers(customers, rng)
     with tempfile.TemporaryDirectory(prefix="double11-demo-") as tmp:
         db_url = f"sqlite:///{Path(tmp) / 'demo.db'}"
-        settings = Settings(
-            campaign_path=str(example_campaign_path()), db_url=db_url, api_keys={key: "admin"}
-        )
-        stores = await open_stores(db_url, sqlite_synchronous="NORMAL")
-        engine = Engine(campaign, stores, clock, NoRiskRules(), settings.max_ahead)
-        from double11.api.app import create_app
-
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(engine, settings), port=port, log_level="warning")
-        )
-        serving = asyncio.create_task(server.serve())
-        while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-            await asyncio.sleep(0.05)
-        _introduce(console, url, key, db_url, customers, seconds)
+        await _enrol(db_url, people)
+        # The server runs in its own process, as in production, so the load this
+        # demo generates does not share an event loop with what it measures.
+        server = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "double11", "serve", str(campaign_path),
+            "--db", db_url, "--port", str(port), "--now", start.isoformat(),
+            "--speed", f"{speed:.3f}", "--synchronous", "NORMAL",
+            env={**os.environ, "DOUBLE11_API_KEYS": f"{key}:admin"},
+        )  # fmt: skip
         try:
-            await _drive(console, campaign, clock, url, key, customers)
+            await _wait_healthy(url, server)
+            _introduce(console, url, key, db_url, customers, seconds)
+            await _drive(console, campaign, people, rng, speed, url, key)
             if keep_serving:
                 console.print(f"\nStill serving {url} (key {key}); Ctrl-C to stop.")
-                await serving
+                await server.wait()
         finally:
-            server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError):
-                await serving
-            await stores.close()
+            if server.returncode is None:
+                server.terminate()
+                await server.wait()
+
+
+async def _enrol(db_url: str, people: list[dict[str, Any]]) -> None:
+    """Create the synthetic customers in the store before the server opens it."""
+    stores = await open_stores(db_url)
+    try:
+        for person in people:
+            await stores.customers.put_customer(
+                to_customer(person["id"], json.dumps(person).encode())
+            )
+    finally:
+        await stores.close()
+
+
+async def _wait_healthy(url: str, server: asyncio.subprocess.Process) -> None:
+    async with httpx.AsyncClient(base_url=url) as client:
+        for _ in range(300):
+            if server.returncode is not None:
+                raise RuntimeError(f"the server exited with {server.returncode}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get("/healthz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError("the server did not become healthy in 30 s")
 
 
 def _introduce(
     console: Console, url: str, key: str, db_url: str, customers: int, seconds: float
 ) -> None:
-    auth = f"-H 'Authorization: Bearer {key}'"
     console.print(
         Panel.fit(
             f"API      {url}   (OpenAPI: {url}/docs)\n"
             f"API key  {key}   (role admin)\n"
             f"store    {db_url}\n"
-            f"plan     {customers} synthetic customers, warm-up to main day in {seconds:.0f} s\n\n"
-            "Try, while it runs:\n"
-            f"  curl -s {auth} {url}/v1/campaign\n"
-            f"  curl -s {auth} {url}/v1/customers/demo-00001/wallet\n"
-            f"  curl -s -X PUT {auth} -H 'Content-Type: application/json' "
-            f'-d \'{{"age": 30, "is_new": true}}\' {url}/v1/customers/me\n'
-            f"  curl -s -X POST {auth} -H 'Content-Type: application/json' "
-            f'-d \'{{"id": "my-1", "type": "checkin", "customer_id": "me", '
-            f'"at": "\'$(date -Iseconds)\'", "data": {{}}}}\' {url}/v1/events',
+            f"plan     {customers} synthetic customers, warm-up to main day in {seconds:.0f} s",
             title="double11 demo",
         )
     )
+    auth = f"-H 'Authorization: Bearer {key}'"
+    json_type = "-H 'Content-Type: application/json'"
+    event = (
+        '{"id": "my-1", "type": "checkin", "customer_id": "me", '
+        '"at": "2026-10-28T10:00:00+08:00", "data": {}}'
+    )
+    console.print("Try, while it runs:")
+    for line in (
+        f"curl -s {auth} {url}/v1/campaign",
+        f"curl -s {auth} {url}/v1/customers/demo-00001/wallet",
+        f'curl -s -X PUT {auth} {json_type} -d \'{{"age": 30, "is_new": true}}\' '
+        f"{url}/v1/customers/me",
+        f"curl -s -X POST {auth} {json_type} -d '{event}' {url}/v1/events",
+    ):
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 async def _drive(
-    console: Console, campaign: Campaign, clock: StartedClock, url: str, key: str, n: int
+    console: Console,
+    campaign: Campaign,
+    people: list[dict[str, Any]],
+    rng: random.Random,
+    speed: float,
+    url: str,
+    key: str,
 ) -> None:
-    rng = random.Random(11)
-    people = synthetic_customers(n, rng)
     planned = plan_events(campaign, people, rng)
     tally = Tally()
     headers = {"Authorization": f"Bearer {key}"}
     limits = httpx.Limits(max_connections=CONCURRENCY)
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits) as client:
         sem = asyncio.Semaphore(CONCURRENCY)
-
-        async def put(person: dict[str, Any]) -> None:
-            async with sem:
-                body = {k: v for k, v in person.items() if k != "id"}
-                (await client.put(f"/v1/customers/{person['id']}", json=body)).raise_for_status()
-
-        await asyncio.gather(*(put(p) for p in people))
+        # Run the demo's clock in step with the server's, whatever start-up took.
+        server_now = datetime.fromisoformat((await client.get("/v1/campaign")).json()["now"])
+        clock = StartedClock(server_now, speed=speed)
         end = campaign.phases[1].end
         with Live(_view(campaign, clock, tally, len(planned)), console=console) as live:
             refresher = asyncio.create_task(_refresh(live, campaign, clock, client, tally, planned))
@@ -221,11 +251,13 @@ async def _drive(
                 await refresher
             tally.campaign = (await client.get("/v1/campaign")).json()
             live.update(_view(campaign, clock, tally, len(planned)))
-    errors = sum(tally.errors.values())
+    errors = ", ".join(f"{n} x HTTP {code}" for code, n in sorted(tally.errors.items()))
     console.print(
         f"Done: {tally.sent} events decided, {sum(tally.grants.values())} grants, "
-        f"{errors} errors; p99 {tally.p99_ms():.1f} ms."
+        f"errors: {errors or 'none'}; p99 {tally.p99_ms():.1f} ms."
     )
+    for code, sample in tally.samples.items():
+        console.print(f"  e.g. HTTP {code}: {sample}", markup=False, highlight=False)
 
 
 async def _send_all(
@@ -243,6 +275,7 @@ async def _send_all(
             tally.sent += 1
             if response.status_code != 200:
                 tally.errors[response.status_code] += 1
+                tally.samples.setdefault(response.status_code, response.text[:300])
                 return
             decision = response.json()
             for outcome in decision["outcomes"]:

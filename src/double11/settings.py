@@ -17,6 +17,7 @@ class Settings:
     db_url: str = DEFAULT_DB
     redis_url: str | None = None
     now: datetime | None = None  # start the engine clock at this instant
+    clock_speed: float = 1.0  # with `now`: clock seconds per real second (demos, rehearsals)
     max_ahead: timedelta = timedelta(minutes=5)
     body_limit: int = DEFAULT_BODY_LIMIT
     api_keys: dict[str, str] = field(default_factory=dict)  # key -> role
