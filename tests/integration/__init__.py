@@ -1,0 +1,1 @@
+"""Scale-out integration tests: real PostgreSQL and Redis, several processes, crashes."""
