@@ -122,6 +122,8 @@ async def test_without_its_ready_marker_the_book_counts_nothing(book: RedisLimit
         await book.observe(Event("e1", "reservation", "c1", AT), "main")
     with pytest.raises(LimitsNotReady):
         await book.take([Claim("e1", "m", "c1", quota=1)])
+    with pytest.raises(LimitsNotReady):
+        await book.usage()  # rather than report nothing used
     assert [k async for k in book.client.scan_iter(match=book.prefix + "*")] == []
 
 

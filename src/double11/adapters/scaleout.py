@@ -16,6 +16,8 @@ import logging
 import random
 import uuid
 from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.engine import make_url
@@ -24,7 +26,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from double11.adapters import migrate
 from double11.adapters.postgres import DEFAULT_COMMIT_TIMEOUT_S, PostgresStore
 from double11.adapters.reconcile import DEFAULT_GRACE, ensure_ready, reconcile
-from double11.adapters.redis_limits import DEFAULT_PREFIX, RedisLimitBook
+from double11.adapters.redis_limits import (
+    DEFAULT_PREFIX,
+    HiredisPackingConnection,
+    RedisLimitBook,
+)
 from double11.engine.ports import Stores
 
 log = logging.getLogger(__name__)
@@ -44,6 +50,8 @@ async def connect_postgres(
     db_url: str, *, commit_timeout_s: float = DEFAULT_COMMIT_TIMEOUT_S
 ) -> PostgresStore:
     """A `PostgresStore` on a pool sized for its batchers (it does not migrate)."""
+    # Pre-ping costs a round trip per batch, not per event, and spares the first
+    # batches after a database failover from failing on dead pooled connections.
     engine = create_async_engine(
         async_url(db_url), pool_size=10, max_overflow=10, pool_pre_ping=True
     )
@@ -53,8 +61,15 @@ async def connect_postgres(
 def connect_redis(redis_url: str, *, prefix: str = DEFAULT_PREFIX) -> RedisLimitBook:
     """A `RedisLimitBook` on a bounded connection pool."""
     # A blocking pool: a burst waits for a connection instead of opening hundreds.
+    options: dict[str, Any] = {}
+    if urlsplit(redis_url).scheme == "redis":  # TLS and unix sockets keep their own class
+        options["connection_class"] = HiredisPackingConnection
     pool = BlockingConnectionPool.from_url(
-        redis_url, decode_responses=True, max_connections=REDIS_MAX_CONNECTIONS, timeout=10
+        redis_url,
+        decode_responses=True,
+        max_connections=REDIS_MAX_CONNECTIONS,
+        timeout=10,
+        **options,
     )
     client = Redis.from_pool(pool)
     return RedisLimitBook(client, prefix=prefix)

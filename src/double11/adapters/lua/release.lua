@@ -20,7 +20,7 @@ for i = 0, (#ARGV - 1) / 2 - 1 do
     if cutoff == '' or tonumber(claim.t) <= tonumber(cutoff) then
       redis.call('HINCRBY', KEYS[1], mechanic, -1)
       if claim.m ~= '0' then
-        redis.call('HINCRBY', KEYS[2], mechanic, '-' .. claim.m)
+        redis.call('HINCRBY', KEYS[2], mechanic, string.format('%d', -tonumber(claim.m)))
       end
       if claim.x ~= '' then
         redis.call('HINCRBY', customer_key, 'x|' .. mechanic .. '|' .. claim.b, -1)
