@@ -31,7 +31,9 @@ from double11.engine.pipeline import Engine
 from double11.risk.step import NoRiskRules
 
 
-async def run_once(db_url: str, sync: str, n_events: int, n_customers: int, in_flight: int) -> float:
+async def run_once(
+    db_url: str, sync: str, n_events: int, n_customers: int, in_flight: int
+) -> float:
     campaign = load_campaign(example_campaign_path())
     stores = await open_stores(db_url, sqlite_synchronous=sync)
     engine = Engine(campaign, stores, StartedClock(WARMUP_NOW), NoRiskRules())
@@ -66,15 +68,16 @@ def main() -> None:
         os.sched_setaffinity(0, {args.core})
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        cases = [("memory", "memory://", "FULL")] + [  # noqa: RUF005
-
+        cases = [("memory", "memory://", "FULL")] + [
             (f"sqlite-{s.lower()}", f"sqlite:///{Path(tmp) / s}.db", s) for s in ("NORMAL", "FULL")
         ]
         for name, url, sync in cases:
             rates = []
             for run in range(args.runs):
                 run_url = url if url == "memory://" else url.replace(".db", f"-{run}.db")
-                rate = asyncio.run(run_once(run_url, sync, args.events, args.customers, args.in_flight))
+                rate = asyncio.run(
+                    run_once(run_url, sync, args.events, args.customers, args.in_flight)
+                )
                 rates.append(rate)
                 print(f"{name} run {run + 1}: {rate:,.0f} decisions/s", flush=True)
             results[name] = statistics.median(rates)
@@ -82,7 +85,8 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "in-process decisions/s, one core",
-                "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
+                "machine": f"{platform.machine()} {os.cpu_count()} cores",
+                "python": platform.python_version(),
                 "date": datetime.now().isoformat(timespec="minutes"),
                 "events": args.events,
                 "median_decisions_per_s": {k: round(v) for k, v in results.items()},

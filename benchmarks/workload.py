@@ -28,7 +28,9 @@ def customers(n: int, seed: int = 11) -> list[Customer]:
     ]
 
 
-def event_bodies(n: int, n_customers: int, seed: int = 11, prefix: str = "e") -> list[dict[str, Any]]:
+def event_bodies(
+    n: int, n_customers: int, seed: int = 11, prefix: str = "e"
+) -> list[dict[str, Any]]:
     """`n` warm-up events as the HTTP API receives them: reservations, risk assessments,
     check-ins and first deposits, in the proportions the campaign expects."""
     rng = random.Random(seed)
@@ -45,5 +47,7 @@ def event_bodies(n: int, n_customers: int, seed: int = 11, prefix: str = "e") ->
             kind, data = "checkin", {}
         else:
             kind, data = "deposit", {"amount": f"{rng.choice([20000, 60000, 150000])}.00"}
-        bodies.append({"id": f"{prefix}{i}", "type": kind, "customer_id": cid, "at": at, "data": data})
+        bodies.append(
+            {"id": f"{prefix}{i}", "type": kind, "customer_id": cid, "at": at, "data": data}
+        )
     return bodies
