@@ -16,7 +16,6 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 import psycopg
@@ -163,6 +162,3 @@ async def book(clean: Services) -> AsyncIterator[RedisLimitBook]:
         yield limits
     finally:
         await limits.close()
-
-
-SHORT_GRACE = timedelta(seconds=1)

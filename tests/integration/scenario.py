@@ -45,7 +45,7 @@ def worker_context() -> multiprocessing.context.ForkServerContext:
     # Not this module: Python 3.11's fork server ignores the parent's sys.path, so it
     # could not import it; its heavy imports are what matters, and those it can.
     ctx.set_forkserver_preload(
-        ["double11.adapters.scaleout", "double11.engine.pipeline", "psycopg"]
+        ["double11.adapters.scaleout", "double11.adapters.migrate", "double11.engine.pipeline"]
     )
     return ctx
 

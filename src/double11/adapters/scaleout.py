@@ -1,11 +1,17 @@
 """The scale-out stores: customers and the event log in PostgreSQL, limits in Redis.
 
 Any number of stateless worker processes open these against the same
-PostgreSQL database and Redis. Opening migrates the schema (one process at a
-time, under the migration lock), then reconciles Redis with the ledger
-(`double11.adapters.reconcile`), then keeps reconciling in the background:
-orphan claims of a worker that died are released within about
-``grace + reconcile_every``, whichever worker notices first.
+PostgreSQL database and Redis. One event costs each worker five store calls
+(find the event, get the customer, observe, take, commit), and none of them is
+a round trip of its own: concurrent calls share a batched statement, a group
+commit or a Redis pipeline (`double11.adapters.postgres`,
+`double11.adapters.redis_limits`).
+
+Opening migrates the schema (one process at a time, under the migration lock),
+reconciles Redis with the ledger (`double11.adapters.reconcile`), and then keeps
+reconciling in the background, one worker per period: orphan claims of a worker
+that died are released within about ``grace + reconcile_every``. If Redis loses
+the book while workers run, the first call that needs it rebuilds it.
 """
 
 from __future__ import annotations
@@ -23,7 +29,6 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from double11.adapters import migrate
 from double11.adapters.postgres import DEFAULT_COMMIT_TIMEOUT_S, PostgresStore
 from double11.adapters.reconcile import DEFAULT_GRACE, ensure_ready, reconcile
 from double11.adapters.redis_limits import (
@@ -144,6 +149,8 @@ async def open_scaleout_stores(
     """Migrate, connect, reconcile and return the stores; `Stores.close` undoes it all."""
     if commit_timeout_s >= grace.total_seconds():
         raise ValueError("the grace period must exceed the commit timeout")
+    from double11.adapters import migrate  # Alembic: imported only by those who migrate
+
     # Alembic runs on a synchronous driver; keep it off the event loop.
     await asyncio.to_thread(migrate.upgrade, db_url)
     pg = await connect_postgres(db_url, commit_timeout_s=commit_timeout_s)
