@@ -45,6 +45,7 @@ R = TypeVar("R")
 
 DEFAULT_MAX_BATCH = 300
 DEFAULT_COMMIT_TIMEOUT_S = 10.0
+MAX_UNKNOWN = 100_000  # remembered commits of unknown outcome; beyond, reconcile still fixes
 # pg_advisory_xact_lock key that orders commits: the bytes of "d11 seq".
 SEQ_LOCK_KEY = 0x64313120736571
 
@@ -287,12 +288,22 @@ def _commit_params(records: Sequence[EventRecord]) -> dict[str, list[Any]]:
     return p
 
 
+class _OutcomeUnknown(Exception):
+    """A commit whose COMMIT was sent but not answered: it may or may not have landed."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(f"the outcome of COMMIT is unknown: {cause!r}")
+        self.cause = cause
+
+
 def _lost_connection(exc: BaseException) -> bool:
     """Whether an error means the database is unreachable rather than one record is bad."""
     if isinstance(exc, sa_exc.DBAPIError):
         return exc.connection_invalidated or isinstance(
             exc, sa_exc.OperationalError | sa_exc.InterfaceError
         )
+    if isinstance(exc, _OutcomeUnknown):
+        return _lost_connection(exc.cause)
     return isinstance(exc, OSError | TimeoutError)
 
 
@@ -314,6 +325,7 @@ class PostgresStore:
         self._finds = MicroBatcher(self._find_events, max_batch=max_batch, max_in_flight=4)
         # Two commits in flight: one holds the order lock while the next gets ready.
         self._commits = MicroBatcher(self._commit_events, max_batch=max_batch, max_in_flight=2)
+        self._unknown: set[str] = set()  # events whose failed COMMIT may have landed
 
     # customers
     async def get_customer(self, customer_id: str) -> Customer | None:
@@ -449,11 +461,19 @@ class PostgresStore:
 
     async def _write(self, records: Sequence[EventRecord]) -> dict[str, EventRecord]:
         """Commit `records` in one transaction; map each id to the record that stands."""
-        async with asyncio.timeout(self._commit_timeout_s):
-            async with self.engine.begin() as conn:
-                await conn.execute(_LOCK_SEQ, {"key": SEQ_LOCK_KEY})
-                result = await conn.execute(_COMMIT, _commit_params(records))
-                inserted = {row.id for row in result}
+        committing = False
+        try:
+            async with asyncio.timeout(self._commit_timeout_s):
+                async with self.engine.begin() as conn:
+                    await conn.execute(_LOCK_SEQ, {"key": SEQ_LOCK_KEY})
+                    result = await conn.execute(_COMMIT, _commit_params(records))
+                    inserted = {row.id for row in result}
+                    committing = True  # leaving the block sends COMMIT
+        except Exception as exc:
+            if committing:
+                # The COMMIT went out and no answer came back: it may have landed.
+                raise _OutcomeUnknown(exc) from exc
+            raise
         out = {r.event.id: r for r in records if r.event.id in inserted}
         taken = [r.event.id for r in records if r.event.id not in inserted]
         if taken:
@@ -472,18 +492,21 @@ class PostgresStore:
 
         The batch may also have committed after all (the connection broke during COMMIT):
         then each record is found already there, with this very decision, and is ours.
+        A record that still fails after a COMMIT of unknown outcome is remembered as such.
         """
         out: dict[str, EventRecord | BaseException] = {}
+        unknown = isinstance(failure, _OutcomeUnknown)
         if len(records) == 1 and _lost_connection(failure):
-            return {records[0].event.id: failure}
+            out[records[0].event.id] = self._failed(records[0], failure, unknown)
+            return out
         for i, record in enumerate(records):
             try:
                 stored = (await self._write([record]))[record.event.id]
             except Exception as exc:
-                out[record.event.id] = exc
+                out[record.event.id] = self._failed(record, exc, unknown)
                 if _lost_connection(exc):
                     for rest in records[i + 1 :]:
-                        out[rest.event.id] = exc
+                        out[rest.event.id] = self._failed(rest, exc, unknown)
                     break
                 continue
             ours = stored is record or (
@@ -491,3 +514,20 @@ class PostgresStore:
             )
             out[record.event.id] = record if ours else stored
         return out
+
+    def _failed(self, record: EventRecord, exc: Exception, unknown: bool) -> Exception:
+        """The error to answer a failed commit with, noting whether it may have landed."""
+        if (unknown or isinstance(exc, _OutcomeUnknown)) and len(self._unknown) < MAX_UNKNOWN:
+            self._unknown.add(record.event.id)
+        return exc.cause if isinstance(exc, _OutcomeUnknown) else exc
+
+    def commit_outcome_unknown(self, event_id: str) -> bool:
+        """Whether this event's failed commit may have landed after all (asked once).
+
+        Its claims must then not be released by the worker: reconcile releases them
+        after the grace period if the event is not committed, and keeps them if it is.
+        """
+        if event_id in self._unknown:
+            self._unknown.discard(event_id)
+            return True
+        return False

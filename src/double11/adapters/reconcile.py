@@ -26,6 +26,11 @@ FLUSHDB, a failover to a lagging replica) that the ledger still has.
 `grace` must exceed the longest time between a take and its commit (the store's
 commit timeout bounds that), or a slow commit could lose its claim.
 
+A commit whose COMMIT was sent but never answered may have landed. The worker
+then does not release its claims (`PostgresStore.commit_outcome_unknown`):
+they are orphans or not, and step 3 or the retry settles which, so a unit is
+never granted twice because a commit's answer was lost.
+
 After it, each mechanic's ``granted`` equals its claims in the ledger, and its
 ``spent`` their cost.
 """

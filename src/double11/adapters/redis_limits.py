@@ -154,6 +154,9 @@ class RedisLimitBook:
         # reconcile that rebuilds from PostgreSQL, so a flushed Redis heals itself.
         self.on_not_ready: Callable[[], Coroutine[Any, Any, None]] | None = None
         self._recovering: asyncio.Task[None] | None = None
+        # Set by scale-out to the event log's: True for an event whose commit failed in
+        # a way that may have committed it (asked once per event).
+        self.commit_outcome_unknown: Callable[[str], bool] | None = None
         # A separate redis-py call costs hundreds of microseconds of CPU and a pooled
         # connection; concurrent script calls share one pipeline instead, as commits
         # share one transaction.
@@ -201,7 +204,16 @@ class RedisLimitBook:
         return {c.mechanic_id: ClaimOutcome(o) for c, o in zip(claims, outcomes, strict=True)}
 
     async def release(self, claims: Sequence[Claim]) -> None:
-        await self.release_held([(c.mechanic_id, c.event_id, c.customer_id) for c in claims])
+        # A claim whose event may have been committed after all stays taken: releasing
+        # it could grant its unit twice. Reconcile settles it once the grace period is over.
+        keep = self.commit_outcome_unknown
+        await self.release_held(
+            [
+                (c.mechanic_id, c.event_id, c.customer_id)
+                for c in claims
+                if keep is None or not keep(c.event_id)
+            ]
+        )
 
     async def usage(self) -> Mapping[str, MechanicUsage]:
         granted, spent = await self._usage()

@@ -162,6 +162,7 @@ async def open_scaleout_stores(
             await ensure_ready(pg, limits)
 
         limits.on_not_ready = rebuild
+        limits.commit_outcome_unknown = pg.commit_outcome_unknown
         await reconcile(pg, limits, grace)
         if reconcile_every is not None:
             reconciler = _Reconciler(pg, limits, grace, reconcile_every)
