@@ -211,6 +211,29 @@ async def test_close_writes_every_queued_commit_then_refuses_more(tmp_path: Path
         await store.close()
 
 
+async def test_a_dead_writer_fails_its_waiters_and_close_still_lets_the_file_go(
+    tmp_path: Path,
+) -> None:
+    store = await open_sqlite_store(url(tmp_path))
+    committing = asyncio.create_task(store.commit(make_record("e1")))
+    await asyncio.sleep(0)  # queued
+    writer = store._writer_task
+    assert writer is not None
+    writer.cancel()
+
+    with pytest.raises(Unavailable):
+        await committing
+    with pytest.raises(Unavailable):
+        await store.commit(make_record("e2"))
+    await store.close()
+
+    again = await open_sqlite_store(url(tmp_path))
+    try:
+        assert await again.find_event("e1") is None
+    finally:
+        await again.close()
+
+
 async def test_rows_read_back_through_sqlalchemy_core_as_written(store: SqliteStore) -> None:
     record = make_record("e1", cost="12.34")
     await decide(store, record)

@@ -1,0 +1,1 @@
+"""One suite of store contract tests, run against every store."""
