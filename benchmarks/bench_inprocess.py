@@ -29,6 +29,7 @@ from double11.domain.events import Event
 from double11.engine.clock import StartedClock
 from double11.engine.pipeline import Engine
 from double11.risk.step import NoRiskRules
+from double11.runtime import settle_heap
 
 
 async def run_once(
@@ -44,6 +45,7 @@ async def run_once(
         for b in event_bodies(n_events, n_customers)
     ]
     queue = iter(events)
+    settle_heap()  # as `double11 serve` does once its stores are open
 
     async def worker() -> None:
         for event in queue:
@@ -60,7 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--customers", type=int, default=50_000)
-    parser.add_argument("--in-flight", type=int, default=1000)
+    parser.add_argument("--in-flight", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--core", type=int, default=0, help="pin to this core; -1 to not pin")
     args = parser.parse_args()

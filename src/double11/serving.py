@@ -15,6 +15,7 @@ from typing import Any
 
 from double11.bootstrap import build_engine
 from double11.campaign_file import load_campaign
+from double11.runtime import settle_heap
 from double11.settings import Settings
 
 SETTINGS_ENV = "DOUBLE11_SERVE_SETTINGS"
@@ -73,6 +74,7 @@ class EngineApp:
         engine = await build_engine(self.settings, campaign)
         self.app = create_app(engine, self.settings)
         self._close = engine.stores.close
+        settle_heap()
 
     async def shutdown(self) -> None:
         if self._close is not None:
