@@ -37,7 +37,12 @@ from double11.domain.customer import Customer
 from double11.domain.events import Event
 from double11.domain.ledger import Asset, EntryKind, LedgerEntry
 from double11.domain.limits import Claim
-from double11.engine.codec import decode_decision, encode_decision
+from double11.engine.codec import (
+    decode_customer,
+    decode_decision,
+    encode_customer,
+    encode_decision,
+)
 from double11.engine.ports import EventRecord
 
 T = TypeVar("T")
@@ -130,20 +135,9 @@ class MicroBatcher(Generic[T, R]):
                 await asyncio.sleep(0)
 
 
-_customer_encoder = msgspec.json.Encoder(decimal_format="string")
-_customer_decoder = msgspec.json.Decoder(Customer)
 _attributes_decoder = msgspec.json.Decoder(dict[str, str])
 _ClaimRow = tuple[str, str, str, int | None, str | None, int | None, str, str]
 _claims_decoder = msgspec.json.Decoder(list[_ClaimRow])
-
-
-def encode_customer(customer: Customer) -> str:
-    """A profile as the JSON stored in ``customers.profile``."""
-    return _customer_encoder.encode(customer).decode()
-
-
-def decode_customer(raw: str | bytes) -> Customer:
-    return _customer_decoder.decode(raw)
 
 
 def _utc(value: datetime) -> datetime:

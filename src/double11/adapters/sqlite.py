@@ -54,7 +54,12 @@ from double11.domain.decision import Decision, RiskAssessment, Verdict
 from double11.domain.events import Event
 from double11.domain.ledger import Asset, EntryKind, LedgerEntry
 from double11.domain.limits import Claim
-from double11.engine.codec import decode_decision, encode_decision
+from double11.engine.codec import (
+    decode_customer,
+    decode_decision,
+    encode_customer,
+    encode_decision,
+)
 from double11.engine.ports import EventRecord
 from double11.errors import InvalidInput, Unavailable
 
@@ -78,8 +83,6 @@ _WAL_AUTOCHECKPOINT_PAGES: Final = 10_000
 _BUSY_TIMEOUT_MS: Final = 5_000
 _RESTORE_CHUNK: Final = 10_000
 
-_profile_encoder = msgspec.json.Encoder(decimal_format="string")
-_profile_decoder = msgspec.json.Decoder(Customer)
 _attributes_encoder = msgspec.json.Encoder()
 _attributes_decoder = msgspec.json.Decoder(dict[str, str])
 
@@ -215,7 +218,7 @@ class SqliteStore(MemoryStore):
     async def put_customer(self, customer: Customer) -> bool:
         """Create or replace a profile, durably; True when it was created."""
         self._check_open()
-        profile = _profile_encoder.encode(customer).decode()
+        profile = encode_customer(customer)
         loop = asyncio.get_running_loop()
         created = await loop.run_in_executor(
             self._executor, self._db.put_customer, customer.id, profile, datetime.now(UTC)
@@ -508,7 +511,7 @@ class _Database:
 
     def get_customer(self, customer_id: str) -> Customer | None:
         rows = self.reader.execute(self.sql.get_customer, (customer_id,)).fetchall()
-        return _profile_decoder.decode(rows[0][0]) if rows else None
+        return decode_customer(rows[0][0]) if rows else None
 
     @property
     def writer(self) -> sqlite3.Connection:

@@ -1,9 +1,10 @@
-"""Decisions to and from JSON, for the wire and for the event log."""
+"""Decisions and profiles to and from JSON: the wire, the event log and `customers.profile`."""
 
 from __future__ import annotations
 
 import msgspec
 
+from double11.domain.customer import Customer
 from double11.domain.decision import Decision
 
 _encoder = msgspec.json.Encoder(decimal_format="string")
@@ -16,3 +17,15 @@ def encode_decision(decision: Decision) -> bytes:
 
 def decode_decision(raw: bytes | str) -> Decision:
     return _decoder.decode(raw)
+
+
+_customer_decoder = msgspec.json.Decoder(Customer)
+
+
+def encode_customer(customer: Customer) -> str:
+    """A profile as every store keeps it in `customers.profile`."""
+    return _encoder.encode(customer).decode()
+
+
+def decode_customer(raw: str | bytes) -> Customer:
+    return _customer_decoder.decode(raw)
