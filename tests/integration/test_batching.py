@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from double11.adapters.postgres import MicroBatcher
+from double11.adapters.batching import MicroBatcher
 
 
 class _Recorder:

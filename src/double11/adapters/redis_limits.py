@@ -44,7 +44,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.typing import EncodableT
 
-from double11.adapters.postgres import MicroBatcher
+from double11.adapters.batching import MicroBatcher
 from double11.domain.events import Event
 from double11.domain.facts import CustomerState
 from double11.domain.limits import Claim, ClaimOutcome, MechanicUsage
