@@ -143,7 +143,7 @@ def reconcile(
 @app.command()
 def demo(
     customers: Annotated[int, typer.Option(min=10, help="synthetic customers")] = 3000,
-    seconds: Annotated[float, typer.Option(min=5, help="how long the simulation runs")] = 45.0,
+    seconds: Annotated[float, typer.Option(min=5, help="how long the simulation runs")] = 60.0,
     port: Annotated[int, typer.Option(help="0 picks a free port")] = 0,
     keep_serving: Annotated[
         bool | None, typer.Option(help="keep the API up afterwards (default: if a terminal)")

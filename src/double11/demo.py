@@ -100,7 +100,7 @@ def plan_events(
             )
         day = warmup.start
         while day < main_day.end:
-            if rng.random() < 0.35:
+            if rng.random() < 0.15:
                 moment = day + timedelta(seconds=rng.randrange(86_400))
                 mine.append(PlannedEvent(moment, {"type": "checkin", "data": {}}))
             day += timedelta(days=1)
@@ -253,7 +253,7 @@ async def _drive(
             live.update(_view(campaign, clock, tally, len(planned)))
     errors = ", ".join(f"{n} x HTTP {code}" for code, n in sorted(tally.errors.items()))
     console.print(
-        f"Done: {tally.sent} events decided, {sum(tally.grants.values())} grants, "
+        f"\nDone: {tally.sent} events decided, {sum(tally.grants.values())} grants, "
         f"errors: {errors or 'none'}; p99 {tally.p99_ms():.1f} ms."
     )
     for code, sample in tally.samples.items():
