@@ -23,7 +23,6 @@ from typing import Any, LiteralString
 
 import psycopg
 import redis
-from sqlalchemy.engine import make_url
 
 from double11.adapters.scaleout import connect_redis, open_scaleout_stores
 from double11.domain.campaign import Campaign, EventType, Limits, Mechanic, Perk, PerkGrant, Phase
@@ -35,6 +34,7 @@ from double11.engine.clock import SystemClock
 from double11.engine.pipeline import Engine
 from double11.engine.ports import EventLog, EventRecord, Stores
 from double11.risk.step import NoRiskRules
+from services import libpq
 
 MECHANIC = "first_n"
 
@@ -240,8 +240,3 @@ def _one(conn: psycopg.Connection[Any], query: LiteralString, *args: str) -> tup
     row = conn.execute(query, args).fetchone()
     assert row is not None
     return tuple(row)
-
-
-def libpq(url: str) -> str:
-    """A SQLAlchemy-style PostgreSQL URL as libpq (psycopg) takes it."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)

@@ -18,9 +18,10 @@ from double11.engine.pipeline import Engine
 from double11.engine.ports import Stores
 from double11.errors import Unavailable
 from double11.risk.step import NoRiskRules
+from services import libpq
 
 from .conftest import Services
-from .scenario import MECHANIC, campaign, customers, libpq
+from .scenario import MECHANIC, campaign, customers
 
 pytestmark = pytest.mark.scaleout
 

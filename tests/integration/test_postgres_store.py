@@ -19,9 +19,9 @@ from double11.domain.ledger import Asset, EntryKind, LedgerEntry
 from double11.domain.limits import Claim
 from double11.engine.pipeline import fingerprint
 from double11.engine.ports import EventRecord
+from services import libpq
 
 from .conftest import Services
-from .scenario import libpq
 
 pytestmark = pytest.mark.scaleout
 
