@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from starlette.applications import Starlette
 
 from double11.adapters.memory import MemoryStore
 from double11.api import create_app
+from double11.api.fastpath import EventsFastPath
 from double11.bootstrap import open_stores
 from double11.campaign_file import load_campaign
 from double11.domain.campaign import Campaign
@@ -82,12 +82,12 @@ def store(engine: Engine) -> MemoryStore:
 
 
 @pytest.fixture
-def app(engine: Engine, settings: Settings) -> Starlette:
+def app(engine: Engine, settings: Settings) -> EventsFastPath:
     return create_app(engine, settings)
 
 
 @pytest.fixture
-async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+async def client(app: EventsFastPath) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://double11.test") as client:
         yield client

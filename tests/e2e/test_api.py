@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from double11.adapters.memory import MemoryStore
 from double11.api import create_app, parse_api_keys
 from double11.api.auth import API_KEYS_ENV, KeyRing, api_keys_from_env
+from double11.api.fastpath import EventsFastPath
 from double11.domain.customer import Customer
 from double11.domain.ledger import Asset
 from double11.engine.codec import decode_decision
@@ -744,7 +745,7 @@ async def test_shutdown_runs_the_hook_it_was_given(engine: Engine, settings: Set
         closed.append("stores")
 
     app = create_app(engine, settings, on_shutdown=close)
-    async with app.router.lifespan_context(app):
+    async with app.starlette.router.lifespan_context(app.starlette):
         assert closed == []
     assert closed == ["stores"]
 
@@ -936,6 +937,8 @@ async def test_twelve_thousand_reservers_get_exactly_ten_thousand_perks_and_repl
 
 
 def test_importing_the_api_builds_nothing() -> None:
-    import double11.api.app as module
+    import double11.api.app as app_module
+    import double11.api.fastpath as fastpath_module
 
-    assert not any(isinstance(v, Starlette) for v in vars(module).values())
+    for module in (app_module, fastpath_module):
+        assert not any(isinstance(v, Starlette | EventsFastPath) for v in vars(module).values())

@@ -17,9 +17,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.generation import GenerationMode
-from starlette.applications import Starlette
 
 from double11.adapters.memory import MemoryStore
+from double11.api.fastpath import EventsFastPath
 from double11.domain.customer import Customer
 
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
@@ -39,7 +39,7 @@ SEMANTIC = {("POST", "/v1/events"), ("PUT", "/v1/customers/{id}")}
 
 
 @pytest.fixture
-def api_schema(app: Starlette, store: MemoryStore) -> schemathesis.BaseSchema:
+def api_schema(app: EventsFastPath, store: MemoryStore) -> schemathesis.BaseSchema:
     store.customers["c-1"] = Customer(id="c-1", age=30, is_new=True)
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 import uvicorn
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from double11.adapters.memory import MemoryStore
 from double11.api import create_app
@@ -36,7 +36,7 @@ class Served:
 
 
 @asynccontextmanager
-async def serving(app: Starlette) -> AsyncIterator[Served]:
+async def serving(app: ASGIApp) -> AsyncIterator[Served]:
     """Serve `app` with uvicorn on a free localhost port until the block ends."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -20,50 +18,34 @@ from double11.api.campaign import CampaignEndpoint
 from double11.api.customers import CustomersEndpoint
 from double11.api.docs import ASSETS_PATH, assets_app, docs_page
 from double11.api.events import EventsEndpoint
+from double11.api.fastpath import EVENTS_PATH, EventsFastPath
 from double11.api.health import HealthEndpoint
 from double11.api.metrics import LatencyMiddleware, Metrics
 from double11.api.openapi import build_openapi
-from double11.api.problems import ProblemError, from_error, problem_response
+from double11.api.problems import INTERNAL, ProblemError, error_response, problem_response
 from double11.engine.pipeline import Engine
-from double11.errors import Double11Error
 from double11.settings import Settings
-
-logger = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
 ShutdownHook = Callable[[], Awaitable[None]]
 
-_INTERNAL = ProblemError(500, "Internal Server Error", "the server failed; nothing is promised")
 
+def _endpoint(
+    handler: Handler, template: str, keys: KeyRing, roles: frozenset[Role] | None
+) -> Handler:
+    """Wrap a handler: check the caller's role, and answer every error as a problem.
 
-def _template(request: Request) -> str:
-    # The route's template, never the path: paths carry customer ids, which are personal.
-    return getattr(request.scope.get("route"), "path", "?")
-
-
-def _endpoint(handler: Handler, keys: KeyRing, roles: frozenset[Role] | None) -> Handler:
-    """Wrap a handler: check the caller's role, and answer every error as a problem."""
+    Errors are logged with the route's `template`, never the path: paths carry
+    customer ids, which are personal.
+    """
 
     async def endpoint(request: Request) -> Response:
         try:
             if roles is not None:
                 keys.authorize(request, roles)
             return await handler(request)
-        except ProblemError as exc:
-            return problem_response(exc, request)
-        except Double11Error as exc:
-            return problem_response(from_error(exc), request)
         except Exception as exc:
-            # The frames, not the message: a store's message may quote the customer data
-            # it was given (SQL parameters), and personal data is never logged.
-            logger.error(
-                "unexpected %s answering %s %s\n%s",
-                type(exc).__name__,
-                request.method,
-                _template(request),
-                "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
-            )
-            return problem_response(_INTERNAL, request)
+            return error_response(exc, request, template)
 
     return endpoint
 
@@ -84,13 +66,17 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     # Only failures outside the endpoints land here (they catch their own).
-    return problem_response(_INTERNAL, request)
+    return problem_response(INTERNAL, request)
 
 
 def create_app(
     engine: Engine, settings: Settings, *, on_shutdown: ShutdownHook | None = None
-) -> Starlette:
-    """The HTTP API over `engine`; `on_shutdown` runs when the server stops (e.g. close stores)."""
+) -> EventsFastPath:
+    """The HTTP API over `engine`; `on_shutdown` runs when the server stops (e.g. close stores).
+
+    The app answers `POST /v1/events` on a fast path and hands every other request to
+    the Starlette app it holds as `.starlette`.
+    """
     keys = KeyRing(settings.api_keys)
     metrics = Metrics(engine.campaign.event_types, (m.id for m in engine.campaign.mechanics))
     events = EventsEndpoint(engine, metrics, settings.body_limit)
@@ -107,11 +93,12 @@ def create_app(
         return Response(body, media_type=media_type)
 
     def route(path: str, handler: Handler, method: str, roles: frozenset[Role] | None) -> Route:
-        return Route(path, _endpoint(handler, keys, roles), methods=[method])
+        return Route(path, _endpoint(handler, path, keys, roles), methods=[method])
 
     routes: list[BaseRoute] = [
-        # The hot route first: routes are matched in order.
-        route("/v1/events", events.post, "POST", PRODUCERS),
+        # The hot route first: routes are matched in order. Requests for it mostly take the
+        # fast path in front; this route answers the rest (behind a root path, other methods).
+        route(EVENTS_PATH, events.post, "POST", PRODUCERS),
         route("/v1/customers/{id}", customers.put, "PUT", PRODUCERS),
         route("/v1/customers/{id}/wallet", customers.wallet, "GET", READERS),
         route("/v1/campaign", campaign.get, "GET", READERS),
@@ -128,9 +115,10 @@ def create_app(
         if on_shutdown is not None:
             await on_shutdown()
 
-    return Starlette(
+    starlette = Starlette(
         routes=routes,
         middleware=[Middleware(LatencyMiddleware, metrics=metrics)],
         exception_handlers={HTTPException: _http_exception, Exception: _server_error},
         lifespan=lifespan,
     )
+    return EventsFastPath(starlette, events, keys, metrics)

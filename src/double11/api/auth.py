@@ -113,7 +113,13 @@ class KeyRing:
 
     def authorize(self, request: Request, allowed: frozenset[Role]) -> Role:
         """The caller's role if it is allowed; else raise a 401 or 403 problem."""
-        presented = _presented_key(request)
+        headers = request.headers
+        return self.check(
+            presented_key(headers.get("authorization"), headers.get("x-api-key")), allowed
+        )
+
+    def check(self, presented: str | None, allowed: frozenset[Role]) -> Role:
+        """The role of a key from `presented_key` if it is allowed; else raise a 401 or 403."""
         if presented is None:
             raise _unauthorized(
                 "send an API key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
@@ -128,15 +134,15 @@ class KeyRing:
         return role
 
 
-def _presented_key(request: Request) -> str | None:
-    headers = request.headers
-    authorization = headers.get("authorization")
+def presented_key(authorization: str | None, api_key: str | None) -> str | None:
+    """The key a request presents, from its Authorization and X-API-Key headers; None if none.
+
+    An Authorization header of another scheme counts as a key that matches nothing ("").
+    """
     if authorization is not None:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-    key = headers.get("x-api-key")
-    if key is not None and key.strip():
-        return key.strip()
-    # An Authorization header of another scheme counts as a key that matches nothing.
+    if api_key is not None and api_key.strip():
+        return api_key.strip()
     return "" if authorization is not None else None

@@ -1,4 +1,8 @@
-"""POST /v1/events: the hot route, kept to one decode, one engine call and one encode."""
+"""POST /v1/events: the hot route, kept to one decode, one engine call and one encode.
+
+`EventsEndpoint.decide` is the route's whole work after authentication; the Starlette
+route (`post`) and the raw ASGI fast path (`fastpath.py`) both call it.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ from decimal import Decimal
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive
 
-from double11.api.body import read_json_body
+from double11.api.body import check_json_type, receive_body
 from double11.api.metrics import Metrics
 from double11.api.problems import invalid_body, malformed_json
 from double11.api.schemas import EventIn
@@ -37,9 +42,27 @@ class EventsEndpoint:
 
     async def post(self, request: Request) -> Response:
         """Decode the event, submit it, and answer with the decision."""
+        headers = request.headers
+        body, replayed = await self.decide(
+            request.receive, headers.get("content-type"), headers.get("content-length")
+        )
+        return Response(
+            body, headers=_REPLAYED if replayed else None, media_type="application/json"
+        )
+
+    async def decide(
+        self, receive: Receive, content_type: str | None, content_length: str | None
+    ) -> tuple[bytes, bool]:
+        """Check, read and decode the body, submit the event and count the answer.
+
+        Takes the Content-Type and Content-Length header values; returns the
+        decision as JSON and whether it was a replay. Raises a `ProblemError` or
+        a `Double11Error` for a bad request, counted as an error.
+        """
         event_type: str | None = None
         try:
-            body = await read_json_body(request, self.body_limit)
+            check_json_type(content_type)
+            body = await receive_body(receive, content_length, self.body_limit)
             try:
                 incoming = _decoder.decode(body)
             except msgspec.ValidationError as exc:
@@ -55,8 +78,4 @@ class EventsEndpoint:
             self.metrics.failed(event_type)
             raise
         self.metrics.decided(submitted.decision, submitted.replayed)
-        return Response(
-            encode_decision(submitted.decision),
-            headers=_REPLAYED if submitted.replayed else None,
-            media_type="application/json",
-        )
+        return encode_decision(submitted.decision), submitted.replayed

@@ -8,7 +8,9 @@ status from `STATUSES` here, so nothing below the API knows about HTTP.
 
 from __future__ import annotations
 
+import logging
 import re
+import traceback
 from collections.abc import Mapping
 
 import msgspec
@@ -27,6 +29,8 @@ from double11.errors import (
     UnknownCustomer,
     UnknownEventType,
 )
+
+logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 ABOUT_BLANK = "about:blank"
@@ -169,3 +173,27 @@ def problem_response(problem: ProblemError, request: Request) -> Response:
         headers=problem.headers,
         media_type=PROBLEM_JSON,
     )
+
+
+INTERNAL = ProblemError(500, "Internal Server Error", "the server failed; nothing is promised")
+
+
+def error_response(exc: Exception, request: Request, template: str) -> Response:
+    """The problem response for an error an endpoint raised on the route `template`.
+
+    An error that is neither a `ProblemError` nor a `Double11Error` is a 500, logged.
+    """
+    if isinstance(exc, ProblemError):
+        return problem_response(exc, request)
+    if isinstance(exc, Double11Error):
+        return problem_response(from_error(exc), request)
+    # The frames, not the message: a store's message may quote the customer data
+    # it was given (SQL parameters), and personal data is never logged.
+    logger.error(
+        "unexpected %s answering %s %s\n%s",
+        type(exc).__name__,
+        request.method,
+        template,
+        "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
+    )
+    return problem_response(INTERNAL, request)
