@@ -20,5 +20,6 @@ def pytest_runtest_makereport(
     required = os.environ.get("DOUBLE11_REQUIRE_SCALEOUT") == "1"
     if required and report.skipped and item.get_closest_marker("scaleout") is not None:
         report.outcome = "failed"
-        report.longrepr = f"scale-out test skipped but DOUBLE11_REQUIRE_SCALEOUT=1: {report.longrepr}"
+        reason = report.longrepr
+        report.longrepr = f"scale-out test skipped but DOUBLE11_REQUIRE_SCALEOUT=1: {reason}"
     return report
