@@ -39,6 +39,7 @@ from double11.domain.campaign import (
 )
 from double11.errors import CampaignFileError
 from double11.expressions import CompiledCondition, ExpressionError, Vocabulary, compile_condition
+from double11.validation import read_problem
 
 Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -219,38 +220,31 @@ def _check_sections(
             _check_sections(value, inner, f"{where}.", problems)
 
 
-_AT = re.compile(r"^(?P<msg>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?$", re.S)
-
-
 def _msgspec_problem(message: str) -> tuple[str, str]:
     """Turn msgspec's 'Expected `int` >= 1 - at `$.a[0].b`' into ('a[0].b', 'must be ...')."""
-    match = _AT.match(message)
-    assert match is not None
-    path = (match.group("path") or "").lstrip(".")
-    msg = match.group("msg")
-    if match.group("key"):
+    problem = read_problem(message)
+    if problem.missing is not None:
+        return problem.field, "is required"
+    if problem.unknown is not None:
+        return problem.path, f"unknown key {problem.unknown!r}"
+    msg = problem.message
+    if problem.in_key:
         # YAML reads unquoted on/off/yes/no as booleans, which then fail as keys.
-        msg = f"has a key that is not text ({msg[0].lower()}{msg[1:]}); quote it"
-    friendly = [
-        (r"Expected `int` >= 1, got `-?\d+`|Expected `int` >= 1", "must be a positive integer"),
-        (r"Object contains unknown field `(\w+)`", r"unknown key '\1'"),
-        (r"Object missing required field `(\w+)`", r"is missing the required key '\1'"),
-        (r"Expected `str` matching regex .*", "must be a lower-case name (a-z, 0-9, _)"),
-        (r"Expected `datetime` with a timezone component", "must be an instant with an offset"),
-        (r"Invalid enum value '(.*)'", r"'\1' is not one of the allowed values"),
-        (r"Expected `decimal`, got `(\w+)`", r"must be an amount, got \1"),
-        (r"Invalid decimal string", 'must be an amount, e.g. "1000.00"'),
-    ]
-    for pattern, replacement in friendly:
+        return problem.path, f"has a key that is not text ({msg[0].lower()}{msg[1:]}); quote it"
+    for pattern, replacement in _FRIENDLY:
         if re.fullmatch(pattern, msg):
-            msg = re.sub(pattern, replacement, msg)
-            break
-    else:
-        msg = msg[0].lower() + msg[1:] if msg else msg
-    if msg.startswith("is missing the required key"):
-        key = msg.rsplit("'", 2)[1]
-        return (f"{path}.{key}" if path else key), "is required"
-    return path, msg
+            return problem.path, re.sub(pattern, replacement, msg)
+    return problem.path, msg[0].lower() + msg[1:] if msg else msg
+
+
+_FRIENDLY = [
+    (r"Expected `int` >= 1, got `-?\d+`|Expected `int` >= 1", "must be a positive integer"),
+    (r"Expected `str` matching regex .*", "must be a lower-case name (a-z, 0-9, _)"),
+    (r"Expected `datetime` with a timezone component", "must be an instant with an offset"),
+    (r"Invalid enum value '(.*)'", r"'\1' is not one of the allowed values"),
+    (r"Expected `decimal`, got `(\w+)`", r"must be an amount, got \1"),
+    (r"Invalid decimal string", 'must be an amount, e.g. "1000.00"'),
+]
 
 
 def _locate(tree: yaml.Node | None, path: str, message: str) -> str:

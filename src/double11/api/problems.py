@@ -9,7 +9,6 @@ status from `STATUSES` here, so nothing below the API knows about HTTP.
 from __future__ import annotations
 
 import logging
-import re
 import traceback
 from collections.abc import Mapping
 
@@ -29,6 +28,7 @@ from double11.errors import (
     UnknownCustomer,
     UnknownEventType,
 )
+from double11.validation import read_problem
 
 logger = logging.getLogger(__name__)
 
@@ -115,24 +115,15 @@ def from_error(exc: Double11Error) -> ProblemError:
     )
 
 
-_AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
-_MISSING = re.compile(r"Object missing required field `(?P<name>[^`]*)`")
-_UNKNOWN = re.compile(r"Object contains unknown field `(?P<name>[^`]*)`")
-
-
 def field_error(exc: msgspec.ValidationError) -> FieldError:
     """Translate msgspec's "Expected `str`, got `int` - at `$.data.amount`" to a field error."""
-    match = _AT.match(str(exc))
-    assert match is not None  # the pattern matches every string
-    path = (match.group("path") or "").lstrip(".")
-    message = match.group("message")
-    for pattern, text in ((_MISSING, "is required"), (_UNKNOWN, "is not a known field")):
-        named = pattern.fullmatch(message)
-        if named is not None:
-            name = named.group("name")
-            return FieldError(f"{path}.{name}" if path else name, text)
+    problem = read_problem(str(exc))
+    if problem.missing is not None:
+        return FieldError(problem.field, "is required")
+    if problem.unknown is not None:
+        return FieldError(problem.field, "is not a known field")
     # An error about the whole body (e.g. an array where an object belongs) has no path.
-    return FieldError(path or "body", message)
+    return FieldError(problem.path or "body", problem.message)
 
 
 def invalid_body(exc: msgspec.ValidationError) -> ProblemError:
