@@ -25,6 +25,8 @@ app = typer.Typer(
 err = Console(stderr=True)
 out = Console()
 
+WORKER_HEALTHCHECK_S = 30
+
 CampaignArg = Annotated[Path, typer.Argument(help="The campaign file (YAML).")]
 
 
@@ -82,6 +84,7 @@ def serve(
         float, typer.Option(min=0.001, help="with --now: clock seconds per real second")
     ] = 1.0,
     synchronous: Annotated[str, typer.Option(help="SQLite synchronous: FULL or NORMAL")] = "FULL",
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level")] = "warning",
 ) -> None:
     """Serve the HTTP API for a campaign."""
     import uvicorn
@@ -122,8 +125,12 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        log_level="warning",
+        log_level=log_level,
         access_log=False,
+        # uvicorn kills a worker that misses a health check for this long. Its default,
+        # 5 s, kills busy but healthy workers on a saturated machine, dropping their
+        # in-flight requests at the worst moment; a hung worker is still replaced.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
     )
 
 

@@ -29,6 +29,7 @@ REPLAYS = 1_000
 KEY = "workers-test-key"
 NOW = "2026-11-01T10:00:00+08:00"
 AT = "2026-11-01T09:00:00+08:00"
+RETRIES = 5
 
 
 def _free_port() -> int:
@@ -52,16 +53,20 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.fixture
-def server(clean: Services) -> Iterator[str]:
+def server(clean: Services, tmp_path: Path) -> Iterator[str]:
     """A multi-worker server on the test's database and Redis; its base URL."""
     port = _free_port()
+    log = tmp_path / "server.log"
+    out = log.open("wb")
     process = subprocess.Popen(
         [
             sys.executable, "-m", "double11", "serve", str(example_campaign_path()),
             "--db", clean.pg_url, "--redis", clean.redis_url, "--workers", str(WORKERS),
-            "--port", str(port), "--now", NOW,
+            "--port", str(port), "--now", NOW, "--log-level", "info",
         ],
         env={**os.environ, "DOUBLE11_API_KEYS": f"{KEY}:admin"},
+        stdout=out,
+        stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -80,6 +85,9 @@ def server(clean: Services) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+        out.close()
+        # Shown with the test's report if it failed: worker restarts, tracebacks.
+        sys.stderr.write(log.read_text(errors="replace")[-20_000:])
 
 
 async def _enrol(pg_url: str) -> None:
@@ -103,8 +111,17 @@ async def _post_all(url: str, bodies: list[dict[str, object]]) -> list[httpx.Res
         sem = asyncio.Semaphore(64)
 
         async def post(body: dict[str, object]) -> httpx.Response:
-            async with sem:
-                return await c.post("/v1/events", json=body)
+            # Like the bank's systems, retry an event whose answer was lost: the same
+            # id makes the retry safe, and that is part of what this test checks.
+            for attempt in range(RETRIES):
+                try:
+                    async with sem:
+                        return await c.post("/v1/events", json=body)
+                except httpx.TransportError:
+                    if attempt == RETRIES - 1:
+                        raise
+                    await asyncio.sleep(0.2 * (attempt + 1))
+            raise AssertionError("unreachable")
 
         return await asyncio.gather(*(post(b) for b in bodies))
 
