@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,8 +22,10 @@ from double11.domain.customer import Customer
 from double11.domain.ledger import Asset
 from double11.engine.codec import decode_decision
 from double11.engine.pipeline import Engine
-from double11.engine.ports import EventRecord, Stores
+from double11.engine.ports import Stores
 from double11.settings import Settings
+
+from .doubles import FailingEventLog
 
 PROBLEM_JSON = "application/problem+json"
 WARMUP_AT = "2026-11-01T09:30:00+08:00"  # half an hour before the engine's clock starts
@@ -347,25 +349,6 @@ async def test_a_body_exactly_at_the_limit_is_read(
         "/v1/events", content=padded, headers={**producer, "content-type": "application/json"}
     )
     assert response.status_code == 200, response.text
-
-
-class FailingEventLog:
-    """An event log whose commits fail, as a database that went away does."""
-
-    def __init__(self, store: MemoryStore) -> None:
-        self.store = store
-
-    async def find_event(self, event_id: str) -> EventRecord | None:
-        return await self.store.find_event(event_id)
-
-    async def commit(self, record: EventRecord) -> EventRecord:
-        raise ConnectionError("database went away")
-
-    async def ledger_for(self, customer_id: str) -> Sequence[Any]:
-        raise ConnectionError("database went away")
-
-    async def close(self) -> None:
-        return None
 
 
 @pytest.fixture

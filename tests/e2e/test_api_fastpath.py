@@ -26,9 +26,11 @@ from double11.domain.customer import Customer
 from double11.engine.clock import StartedClock
 from double11.engine.codec import decode_decision
 from double11.engine.pipeline import Engine
-from double11.engine.ports import EventRecord, Stores
+from double11.engine.ports import Stores
 from double11.risk.step import NoRiskRules
 from double11.settings import Settings
+
+from .doubles import FailingEventLog
 
 Message = dict[str, Any]
 Header = tuple[bytes, bytes]
@@ -352,28 +354,6 @@ async def test_a_reused_event_id_is_the_same_409_on_the_fast_path(
 
 
 # ---- failing stores ------------------------------------------------------------------------
-
-
-class FailingEventLog:
-    """An event log that fails: commits as a database that went away, or every call."""
-
-    def __init__(self, store: MemoryStore, *, finds: bool) -> None:
-        self.store = store
-        self.finds = finds
-
-    async def find_event(self, event_id: str) -> EventRecord | None:
-        if not self.finds:
-            raise RuntimeError(f"lookup failed: parameters ({event_id!r},)")
-        return await self.store.find_event(event_id)
-
-    async def commit(self, record: EventRecord) -> EventRecord:
-        raise ConnectionError("database went away")
-
-    async def ledger_for(self, customer_id: str) -> Sequence[Any]:
-        raise ConnectionError("database went away")
-
-    async def close(self) -> None:
-        return None
 
 
 @pytest.fixture
