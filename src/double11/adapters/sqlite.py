@@ -47,6 +47,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.sql import ClauseElement
 
 from double11.adapters import migrate
+from double11.adapters.idfilter import IdFilter
 from double11.adapters.memory import MemoryStore
 from double11.adapters.schema import claims, customers, events, ledger
 from double11.domain.customer import Customer
@@ -187,6 +188,8 @@ class SqliteStore(MemoryStore):
         # One thread does every write, so writes never contend for SQLite's lock.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="double11-sqlite")
         self._in_flight: dict[str, _Pending] = {}
+        # Every committed id, so that a new event (nearly all) needs no read.
+        self._seen = IdFilter()
         self._queue: deque[_Pending] = deque()
         self._wake = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
@@ -201,6 +204,16 @@ class SqliteStore(MemoryStore):
         self._writer_task = asyncio.create_task(
             self._write_forever(), name="double11-sqlite-writer"
         )
+
+    # what the book files, the filter learns: at open (restore) and after each write (apply)
+    def apply(self, record: EventRecord) -> EventRecord:
+        self._seen.add(record.event.id)
+        return super().apply(record)
+
+    def restore(self, records: Iterable[EventRecord]) -> None:
+        listed = list(records)
+        self._seen.add_all(r.event.id for r in listed)
+        super().restore(listed)
 
     # customers
     async def get_customer(self, customer_id: str) -> Customer | None:
@@ -235,6 +248,8 @@ class SqliteStore(MemoryStore):
                 return await pending.wait()
             except Unavailable:
                 return None  # its commit failed, so nothing of it was written
+        if not self._seen.might_contain(event_id):
+            return None
         return self._db.find_event(event_id)
 
     async def commit(self, record: EventRecord) -> EventRecord:
