@@ -665,12 +665,13 @@ _CLAIM_COLUMNS = (
 def _rows(record: EventRecord) -> tuple[list[Any], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """The events, ledger and claims rows of a record; `seq` is set when it is written."""
     event, decision = record.event, record.decision
+    at = instant_in(event.at)
     event_row = [
         event.id,
         None,
         event.type,
         event.customer_id,
-        instant_in(event.at),
+        at,
         record.phase,
         record.fingerprint,
         encode_decision(decision).decode(),
@@ -678,12 +679,13 @@ def _rows(record: EventRecord) -> tuple[list[Any], list[tuple[Any, ...]], list[t
     ]
     return (
         event_row,
-        [_ledger_row(e) for e in decision.grants],
+        # A grant is stamped with its event's instant: format it once per event.
+        [_ledger_row(e, at if e.at is event.at else instant_in(e.at)) for e in decision.grants],
         [_claim_row(c) for c in record.claims],
     )
 
 
-def _ledger_row(entry: LedgerEntry) -> tuple[Any, ...]:
+def _ledger_row(entry: LedgerEntry, at: str) -> tuple[Any, ...]:
     return (
         entry.id,
         entry.event_id,
@@ -691,7 +693,7 @@ def _ledger_row(entry: LedgerEntry) -> tuple[Any, ...]:
         entry.customer_id,
         entry.kind.value,
         entry.asset.value,
-        instant_in(entry.at),
+        at,
         entry.points,
         entry.quantity,
         money_in(entry.cost),
