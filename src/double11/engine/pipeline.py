@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import msgspec
 
@@ -60,14 +60,14 @@ class Engine:
         self.risk = risk
         self.max_ahead = max_ahead
 
-    def validate(self, event: Event) -> Event:
-        """Check the event against the campaign and the clock; return it with typed data."""
+    def validate(self, event: Event, now: datetime) -> Event:
+        """Check the event against the campaign and the clock at `now`; return it typed."""
         spec = self.campaign.event_types.get(event.type)
         if spec is None:
             raise UnknownEventType(f"{event.type!r} is not an event type of this campaign", "type")
         if event.at.tzinfo is None:
             raise InvalidInput("must carry a time zone offset", "at")
-        if event.at > self.clock.now() + self.max_ahead:
+        if event.at > now + self.max_ahead:
             raise EventTooFarAhead(
                 f"is more than {self.max_ahead} ahead of the engine's clock", "at"
             )
@@ -77,7 +77,9 @@ class Engine:
 
     async def submit(self, event: Event) -> Submitted:
         """Decide one event exactly once; a replay returns the first decision."""
-        event = self.validate(event)
+        # One reading of the clock serves the bound on `at` and the decision's time.
+        now = self.clock.now()
+        event = self.validate(event, now)
         print_ = fingerprint(event)
         stores = self.stores
         prior = await stores.events.find_event(event.id)
@@ -95,7 +97,7 @@ class Engine:
         taken: dict[str, ClaimOutcome] = {}
         if risk.verdict is Verdict.ALLOW and the_plan.claims:
             taken = dict(await stores.limits.take(the_plan.claims))
-        decision = settle(the_plan, facts, risk, taken, self.clock.now())
+        decision = settle(the_plan, facts, risk, taken, now)
         mine = tuple(c for c in the_plan.claims if taken.get(c.mechanic_id) is ClaimOutcome.TAKEN)
         record = EventRecord(event, print_, phase_name, decision, mine)
         try:
