@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+import msgspec
+
 from double11.domain.decision import (
     Decision,
     MechanicOutcome,
@@ -117,11 +119,16 @@ async def decide(stores: Stores, rec: EventRecord) -> EventRecord:
 
 
 def essence(rec: EventRecord | None) -> object:
-    """What a stored record must keep: all but the event's data, which the schema does not hold."""
+    """What a stored record must keep: everything, the event's data as JSON values (a store
+    gives amounts back as the strings it kept; `normalise_data` types them again)."""
     if rec is None:
         return None
     e = rec.event
-    return (e.id, e.type, e.customer_id, e.at, rec.fingerprint, rec.phase, rec.decision, rec.claims)
+    data = msgspec.to_builtins(e.data)
+    return (
+        *(e.id, e.type, e.customer_id, e.at, data),
+        *(rec.fingerprint, rec.phase, rec.decision, rec.claims),
+    )
 
 
 def used(usage: Mapping[str, MechanicUsage], mechanic_id: str) -> tuple[int, Decimal]:

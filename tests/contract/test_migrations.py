@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from double11.adapters import migrate
 from double11.adapters.schema import metadata
@@ -90,5 +90,31 @@ def test_other_databases_are_refused() -> None:
 def test_the_migrations_ship_inside_the_package() -> None:
     assert (migrate.MIGRATIONS / "env.py").is_file()
     assert sorted(p.name for p in (migrate.MIGRATIONS / "versions").glob("*.py")) == [
-        "0001_initial.py"
+        "0001_initial.py",
+        "0002_event_data.py",
     ]
+
+
+def test_a_file_from_before_event_data_keeps_its_events_and_reads_them_with_empty_data(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    migrate.upgrade(url, "0001")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO events (id, seq, type, customer_id, at, phase, fingerprint,"
+                    " decision, decided_at) VALUES ('e1', 1, 'checkin', 'c1',"
+                    " '2026-11-03 12:00:00.000000', 'warmup', 'f', '{}',"
+                    " '2026-11-03 12:00:00.000000')"
+                )
+            )
+        migrate.upgrade(url)
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT id, data FROM events")).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in rows] == [("e1", "{}")]
+    assert differences(url) == []

@@ -15,8 +15,8 @@ in READ COMMITTED each statement reads a fresh snapshot, so the next one sees
 the previous holder's commit. Group commit makes the serialised section one
 transaction per few hundred events, not one per event.
 
-The schema keeps no event ``data``: a record read back carries the event with
-empty data; its fingerprint still tells a replay from a reused id.
+An event's ``data`` is kept as JSON with amounts as strings; a record read back
+carries it so (see `double11.engine.codec.decode_event_data`).
 """
 
 from __future__ import annotations
@@ -40,8 +40,10 @@ from double11.domain.limits import Claim
 from double11.engine.codec import (
     decode_customer,
     decode_decision,
+    decode_event_data,
     encode_customer,
     encode_decision,
+    encode_event_data,
 )
 from double11.engine.ports import EventRecord
 
@@ -79,7 +81,7 @@ _PUT_CUSTOMERS = text(
 # one statement.
 _FIND_EVENTS = text(
     """
-    SELECT e.id, e.type, e.customer_id, e.at, e.phase, e.fingerprint, e.decision,
+    SELECT e.id, e.type, e.customer_id, e.at, e.phase, e.fingerprint, e.decision, e.data,
            (SELECT json_agg(json_build_array(c.mechanic_id, c.customer_id, c.cost::text,
                                              c.quota, c.budget::text, c.cap, c.cap_bucket,
                                              c.perks))::text
@@ -96,15 +98,16 @@ _COMMIT = text(
     WITH top AS (SELECT coalesce(max(seq), 0) AS seq FROM events),
     new_events AS (
         INSERT INTO events (id, seq, type, customer_id, at, phase, fingerprint, decision,
-                            decided_at)
+                            decided_at, data)
         SELECT u.id, CAST(top.seq + u.n AS integer), u.type, u.customer_id, u.at, u.phase,
-               u.fingerprint, u.decision, u.decided_at
+               u.fingerprint, u.decision, u.decided_at, u.data
         FROM unnest(CAST(:e_id AS varchar[]), CAST(:e_type AS varchar[]),
                     CAST(:e_customer AS varchar[]), CAST(:e_at AS timestamptz[]),
                     CAST(:e_phase AS varchar[]), CAST(:e_fingerprint AS varchar[]),
-                    CAST(:e_decision AS text[]), CAST(:e_decided_at AS timestamptz[]))
+                    CAST(:e_decision AS text[]), CAST(:e_decided_at AS timestamptz[]),
+                    CAST(:e_data AS text[]))
              WITH ORDINALITY AS u(id, type, customer_id, at, phase, fingerprint, decision,
-                                  decided_at, n),
+                                  decided_at, data, n),
              top
         ORDER BY u.n
         ON CONFLICT (id) DO NOTHING
@@ -154,10 +157,10 @@ _DECISIONS = text("SELECT id, decision FROM events WHERE id = ANY(CAST(:ids AS v
 
 _COMMIT_ARRAYS = (
     *("e_id", "e_type", "e_customer", "e_at", "e_phase", "e_fingerprint", "e_decision"),
-    *("e_decided_at", "l_id", "l_event", "l_mechanic", "l_customer", "l_kind", "l_asset"),
-    *("l_at", "l_points", "l_quantity", "l_cost", "l_attributes", "l_refers_to", "c_event"),
-    *("c_mechanic", "c_customer", "c_cost", "c_quota", "c_budget", "c_cap", "c_bucket"),
-    "c_perks",
+    *("e_decided_at", "e_data", "l_id", "l_event", "l_mechanic", "l_customer", "l_kind"),
+    *("l_asset", "l_at", "l_points", "l_quantity", "l_cost", "l_attributes", "l_refers_to"),
+    *("c_event", "c_mechanic", "c_customer", "c_cost", "c_quota", "c_budget", "c_cap"),
+    *("c_bucket", "c_perks"),
 )
 
 
@@ -173,6 +176,7 @@ def _commit_params(records: Sequence[EventRecord]) -> dict[str, list[Any]]:
         p["e_fingerprint"].append(record.fingerprint)
         p["e_decision"].append(encode_decision(decision).decode())
         p["e_decided_at"].append(_utc(decision.decided_at))
+        p["e_data"].append(encode_event_data(event.data))
         for entry in decision.grants:
             p["l_id"].append(entry.id)
             p["l_event"].append(entry.event_id)
@@ -336,7 +340,9 @@ class PostgresStore:
         out: dict[str, EventRecord] = {}
         for row in rows:
             decision = decode_decision(row.decision)
-            event = Event(row.id, row.type, row.customer_id, _utc(row.at), {})
+            event = Event(
+                row.id, row.type, row.customer_id, _utc(row.at), decode_event_data(row.data)
+            )
             claims = [
                 Claim(
                     event_id=row.id,

@@ -91,6 +91,8 @@ events = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("decision", Text, nullable=False),  # the decision as answered, JSON
     Column("decided_at", Instant, nullable=False),
+    # The event's data as received, JSON with amounts as strings (migration 0002).
+    Column("data", Text, nullable=False, server_default="{}"),
     Index("ix_events_customer", "customer_id"),
     Index("ix_events_seq", "seq"),
 )

@@ -58,8 +58,10 @@ from double11.domain.limits import Claim
 from double11.engine.codec import (
     decode_customer,
     decode_decision,
+    decode_event_data,
     encode_customer,
     encode_decision,
+    encode_event_data,
 )
 from double11.engine.ports import EventRecord
 from double11.errors import InvalidInput, Unavailable
@@ -512,10 +514,8 @@ class _Database:
         found = connection.execute(sql.find_event, (event_id,)).fetchall()
         if not found:
             return None
-        event_type, customer_id, at, phase, fingerprint, decision = found[0]
-        # The schema keeps no event data: what a record is compared and replayed
-        # by (its fingerprint and decision) comes back, `data` comes back empty.
-        event = Event(event_id, event_type, customer_id, instant_out(at))
+        event_type, customer_id, at, phase, fingerprint, decision, data = found[0]
+        event = Event(event_id, event_type, customer_id, instant_out(at), decode_event_data(data))
         rows = connection.execute(sql.claims_of, (event_id,)).fetchall()
         claims_ = tuple(_claim(row) for row in rows)
         return EventRecord(event, fingerprint, phase, decode_decision(decision), claims_)
@@ -558,7 +558,7 @@ class _Statements:
         claim_columns = [c[name] for name in _CLAIM_COLUMNS[1:]]
         # Within one event, rows keep the order they were inserted in (rowid).
         self.find_event = sql(
-            select(e.type, e.customer_id, e.at, e.phase, e.fingerprint, e.decision).where(
+            select(e.type, e.customer_id, e.at, e.phase, e.fingerprint, e.decision, e.data).where(
                 e.id == bindparam("id")
             )
         )
@@ -633,6 +633,7 @@ _EVENT_COLUMNS = (
     "fingerprint",
     "decision",
     "decided_at",
+    "data",
 )
 _SEQ = 1
 _LEDGER_COLUMNS = (
@@ -676,6 +677,7 @@ def _rows(record: EventRecord) -> tuple[list[Any], list[tuple[Any, ...]], list[t
         record.fingerprint,
         encode_decision(decision).decode(),
         instant_in(decision.decided_at),
+        encode_event_data(event.data),
     ]
     return (
         event_row,
