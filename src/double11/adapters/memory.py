@@ -27,19 +27,20 @@ RETAIN_S = 120.0
 class _Counts:
     """One customer's event counts and perks."""
 
-    phase: dict[tuple[str, str], int] = field(default_factory=dict)
+    phase: dict[str, dict[str, int]] = field(default_factory=dict)  # phase -> type -> n
     campaign: dict[str, int] = field(default_factory=dict)
     perks: dict[str, str] = field(default_factory=dict)
 
     def count(self, event_type: str, phase: str | None, by: int = 1) -> None:
         self.campaign[event_type] = self.campaign.get(event_type, 0) + by
         if phase is not None:
-            key = (phase, event_type)
-            self.phase[key] = self.phase.get(key, 0) + by
+            in_phase = self.phase.setdefault(phase, {})
+            in_phase[event_type] = in_phase.get(event_type, 0) + by
 
     def state(self, phase: str | None) -> CustomerState:
-        in_phase = {t: n for (p, t), n in self.phase.items() if p == phase}
-        return CustomerState(in_phase, dict(self.campaign), frozenset(self.perks))
+        # Copies: a state is a snapshot as of one event, and later events count on.
+        in_phase = self.phase.get(phase, {}) if phase is not None else {}
+        return CustomerState(dict(in_phase), dict(self.campaign), frozenset(self.perks))
 
 
 class MemoryStore:

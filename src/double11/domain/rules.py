@@ -122,16 +122,17 @@ def _claim(
     else:
         bucket = ""
     perks = tuple(e.attributes["perk"] for e in entries if e.asset is Asset.PERK)
+    # Positional: this runs for every candidate of every event.
     return Claim(
-        event_id=facts.event.id,
-        mechanic_id=mechanic.id,
-        customer_id=facts.customer.id,
-        cost=sum((e.cost for e in entries), ZERO),
-        quota=limits.quota,
-        budget=limits.budget,
-        cap=limits.per_customer,
-        cap_bucket=bucket,
-        perks=perks,
+        facts.event.id,
+        mechanic.id,
+        facts.customer.id,
+        entries[0].cost if len(entries) == 1 else sum((e.cost for e in entries), ZERO),
+        limits.quota,
+        limits.budget,
+        limits.per_customer,
+        bucket,
+        perks,
     )
 
 
@@ -144,6 +145,8 @@ def _entries(campaign: Campaign, mechanic: Mechanic, facts: Facts) -> tuple[Ledg
 def points_multiplier(campaign: Campaign, perks: frozenset[str]) -> int:
     """The product of the points multipliers of the perks held."""
     multiplier = 1
+    if not perks:
+        return multiplier
     for name in sorted(perks):
         perk = campaign.perks.get(name)
         if perk is not None:
@@ -170,35 +173,19 @@ def _entry(
     campaign: Campaign, mechanic: Mechanic, facts: Facts, seq: int, spec: GrantSpec
 ) -> LedgerEntry:
     event = facts.event
-    base = {
-        "id": f"{event.id}/{mechanic.id}/{seq}",
-        "event_id": event.id,
-        "mechanic_id": mechanic.id,
-        "customer_id": facts.customer.id,
-        "kind": EntryKind.GRANT,
-        "at": event.at,
-    }
+    # Built positionally (id, event, mechanic, customer, kind, asset, at, points,
+    # quantity, cost, attributes): every grant of every event passes here.
+    entry_id = f"{event.id}/{mechanic.id}/{seq}"
+    head = (entry_id, event.id, mechanic.id, facts.customer.id, EntryKind.GRANT)
     if isinstance(spec, PointsGrant):
         points = spec.points * points_multiplier(campaign, facts.state.perks)
-        return LedgerEntry(
-            **base,  # type: ignore[arg-type]
-            asset=Asset.POINTS,
-            points=points,
-            cost=yuan(points * campaign.point_value),
-        )
+        cost = yuan(points * campaign.point_value)
+        return LedgerEntry(*head, Asset.POINTS, event.at, points, 1, cost)
     if isinstance(spec, PerkGrant):
-        return LedgerEntry(
-            **base,  # type: ignore[arg-type]
-            asset=Asset.PERK,
-            attributes={"perk": spec.perk},
-        )
+        return LedgerEntry(*head, Asset.PERK, event.at, 0, 1, ZERO, {"perk": spec.perk})
     if isinstance(spec, LotteryTicketGrant):
-        return LedgerEntry(
-            **base,  # type: ignore[arg-type]
-            asset=Asset.LOTTERY_TICKET,
-            quantity=spec.tickets,
-            cost=yuan(spec.unit_cost * spec.tickets),
-        )
+        cost = yuan(spec.unit_cost * spec.tickets)
+        return LedgerEntry(*head, Asset.LOTTERY_TICKET, event.at, 0, spec.tickets, cost)
     amount = event.data.get(spec.amount_field)
     if not isinstance(amount, Decimal):
         raise _NotEligible(f"event has no {spec.amount_field}")
@@ -206,18 +193,15 @@ def _entry(
     if boost is None:
         lowest = min(t.min_amount for t in spec.tiers)
         raise _NotEligible(f"{spec.amount_field} {yuan_str(amount)} is below {yuan_str(lowest)}")
-    return LedgerEntry(
-        **base,  # type: ignore[arg-type]
-        asset=Asset.COUPON,
-        cost=coupon_cost(spec, amount, boost),
-        attributes={
-            "coupon": "rate_boost",
-            "boost": f"{boost:f}",
-            "principal_cap": yuan_str(spec.principal_cap),
-            "days": str(spec.days),
-            "expires_at": spec.valid_until.isoformat(),
-        },
-    )
+    attributes = {
+        "coupon": "rate_boost",
+        "boost": f"{boost:f}",
+        "principal_cap": yuan_str(spec.principal_cap),
+        "days": str(spec.days),
+        "expires_at": spec.valid_until.isoformat(),
+    }
+    cost = coupon_cost(spec, amount, boost)
+    return LedgerEntry(*head, Asset.COUPON, event.at, 0, 1, cost, attributes)
 
 
 _CLAIM_OUTCOMES = {

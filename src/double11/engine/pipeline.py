@@ -35,10 +35,13 @@ class Submitted:
     replayed: bool
 
 
+_fingerprint_encoder = msgspec.json.Encoder(order="sorted")
+
+
 def fingerprint(event: Event) -> str:
     """A digest of what the sender said, so a reused id with another body is caught."""
-    body = msgspec.json.encode(
-        [event.type, event.customer_id, event.at.isoformat(), event.data], order="sorted"
+    body = _fingerprint_encoder.encode(
+        [event.type, event.customer_id, event.at.isoformat(), event.data]
     )
     return hashlib.blake2b(body, digest_size=16).hexdigest()
 
