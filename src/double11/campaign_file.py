@@ -13,7 +13,7 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -39,9 +39,11 @@ from double11.domain.campaign import (
 )
 from double11.errors import CampaignFileError
 from double11.expressions import CompiledCondition, ExpressionError, Vocabulary, compile_condition
-from double11.validation import read_problem
+from double11.validation import expectation, read_problem
 
-Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+CAMPAIGN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 Instant = Annotated[datetime, msgspec.Meta(tz=True)]
 
@@ -112,7 +114,7 @@ class MechanicDoc(_Strict):
 
 
 class CampaignDoc(_Strict):
-    id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
+    id: Annotated[str, msgspec.Meta(pattern=CAMPAIGN_ID_PATTERN)]
     name: str
     timezone: str
     phases: list[PhaseDoc]
@@ -162,37 +164,43 @@ def parse_campaign(text: str) -> Campaign:
         raise CampaignFileError(["the file must be a mapping of campaign fields"])
     repeated = _repeated_keys(tree, "")
     if repeated:
-        raise CampaignFileError([_locate(tree, path, msg) for path, msg in repeated])
+        raise CampaignFileError([_locate(tree, p) for p in repeated])
     # Values inside named sections first, so a problem there names its key (msgspec
     # would say `perks[...]`), then the whole document.
-    problems: list[tuple[str, str]] = []
-    _check_sections(raw, _SECTIONS, "", problems)
+    problems: list[Problem] = []
+    _check_sections(raw, tree, _SECTIONS, "", problems)
     if not problems:
         try:
             doc = msgspec.convert(raw, CampaignDoc, strict=False)
         except msgspec.ValidationError as exc:
-            problems.append(_msgspec_problem(str(exc)))
+            problems.append(_msgspec_problem(str(exc), CampaignDoc, "", tree))
     if problems:
-        raise CampaignFileError([_locate(tree, path, msg) for path, msg in problems])
+        raise CampaignFileError([_locate(tree, p) for p in problems])
     campaign = _build(doc, problems)
     if problems:
-        raise CampaignFileError([_locate(tree, path, msg) for path, msg in problems])
+        raise CampaignFileError([_locate(tree, p) for p in problems])
     assert campaign is not None
     return campaign
 
 
-def _repeated_keys(node: yaml.Node | None, path: str) -> list[tuple[str, str]]:
+class Problem(NamedTuple):
+    """One thing wrong with the file: where, what, and the lines to show if not the path's."""
+
+    path: str
+    message: str
+    lines: tuple[int, ...] = ()
+
+
+def _repeated_keys(node: yaml.Node | None, path: str) -> list[Problem]:
     """Keys given twice in one mapping: YAML keeps the last silently, we refuse both."""
-    found: list[tuple[str, str]] = []
+    found: list[Problem] = []
     if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
+        first: dict[str, int] = {}
         for key, value in node.value:
-            name = str(key.value)
-            if name in seen:
-                found.append(
-                    (path, f"key {name!r} is given twice (line {key.start_mark.line + 1})")
-                )
-            seen.add(name)
+            name, line = str(key.value), key.start_mark.line + 1
+            if name in first:
+                found.append(Problem(path, f"key {name!r} is given twice", (first[name], line)))
+            first.setdefault(name, line)
             found += _repeated_keys(value, f"{path}.{name}" if path else name)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
@@ -201,7 +209,11 @@ def _repeated_keys(node: yaml.Node | None, path: str) -> list[tuple[str, str]]:
 
 
 def _check_sections(
-    raw: Any, sections: dict[str, _Section], path: str, problems: list[tuple[str, str]]
+    raw: Any,
+    tree: yaml.Node | None,
+    sections: dict[str, _Section],
+    path: str,
+    problems: list[Problem],
 ) -> None:
     if not isinstance(raw, dict):
         return
@@ -211,50 +223,74 @@ def _check_sections(
             continue
         for key, value in values.items():
             where = f"{path}{section}.{key}"
+            # Inner sections first, for the same reason as at the top.
+            before = len(problems)
+            _check_sections(value, tree, inner, f"{where}.", problems)
+            if len(problems) > before:
+                continue
             try:
                 msgspec.convert(value, kind, strict=False)
             except msgspec.ValidationError as exc:
-                sub, msg = _msgspec_problem(str(exc))
-                problems.append((f"{where}.{sub}" if sub else where, msg))
-                continue
-            _check_sections(value, inner, f"{where}.", problems)
+                problems.append(_msgspec_problem(str(exc), kind, where, tree))
 
 
-def _msgspec_problem(message: str) -> tuple[str, str]:
-    """Turn msgspec's 'Expected `int` >= 1 - at `$.a[0].b`' into ('a[0].b', 'must be ...')."""
+# What the file's string patterns mean, in words.
+_PATTERNS = {
+    NAME_PATTERN: "a lower-case name (a-z, 0-9, _)",
+    CAMPAIGN_ID_PATTERN: "letters, digits, '_', '.' or '-', starting with a letter or digit",
+}
+_TEXT_TAG = "tag:yaml.org,2002:str"
+
+
+def _msgspec_problem(message: str, root: type, prefix: str, tree: yaml.Node | None) -> Problem:
+    """Turn msgspec's 'Expected `int` >= 1 - at `$.a[0].b`' into ('a[0].b', 'must be ...').
+
+    `root` is the type msgspec was converting to, found at `prefix` in the file.
+    """
     problem = read_problem(message)
+    path = f"{prefix}.{problem.path}" if prefix and problem.path else prefix or problem.path
     if problem.missing is not None:
-        return problem.field, "is required"
+        return Problem(f"{path}.{problem.missing}" if path else problem.missing, "is required")
     if problem.unknown is not None:
-        return problem.path, f"unknown key {problem.unknown!r}"
-    msg = problem.message
+        return Problem(path, f"unknown key {problem.unknown!r}")
     if problem.in_key:
-        # YAML reads unquoted on/off/yes/no as booleans, which then fail as keys.
-        return problem.path, f"has a key that is not text ({msg[0].lower()}{msg[1:]}); quote it"
-    for pattern, replacement in _FRIENDLY:
-        if re.fullmatch(pattern, msg):
-            return problem.path, re.sub(pattern, replacement, msg)
-    return problem.path, msg[0].lower() + msg[1:] if msg else msg
+        return _bad_key(path, tree)
+    words = expectation(root, problem.path, _PATTERNS)
+    msg = problem.message
+    return Problem(path, words or (msg[0].lower() + msg[1:] if msg else msg))
 
 
-_FRIENDLY = [
-    (r"Expected `int` >= 1, got `-?\d+`|Expected `int` >= 1", "must be a positive integer"),
-    (r"Expected `str` matching regex .*", "must be a lower-case name (a-z, 0-9, _)"),
-    (r"Expected `datetime` with a timezone component", "must be an instant with an offset"),
-    (r"Invalid enum value '(.*)'", r"'\1' is not one of the allowed values"),
-    (r"Expected `decimal`, got `(\w+)`", r"must be an amount, got \1"),
-    (r"Invalid decimal string", 'must be an amount, e.g. "1000.00"'),
-]
+def _bad_key(path: str, tree: yaml.Node | None) -> Problem:
+    """The first key of the mapping at `path` that is not a name, and why, at its own line."""
+    node = _node_at(tree, path)
+    for key, _ in node.value if isinstance(node, yaml.MappingNode) else ():
+        line = (key.start_mark.line + 1,)
+        if key.tag != _TEXT_TAG:
+            # YAML reads unquoted on/off/yes/no as booleans and digits as numbers.
+            kind = key.tag.rsplit(":", 1)[-1]
+            return Problem(path, f"key {key.value!r} is read as a {kind}, not text; quote it", line)
+        if not re.fullmatch(NAME_PATTERN, key.value):
+            return Problem(path, f"key {key.value!r} must be {_PATTERNS[NAME_PATTERN]}", line)
+    return Problem(path, f"every key must be {_PATTERNS[NAME_PATTERN]}")
 
 
-def _locate(tree: yaml.Node | None, path: str, message: str) -> str:
+def _locate(tree: yaml.Node | None, problem: Problem) -> str:
     """`path: message (line N)`, with the line of the node the path names when found."""
-    line = _line_of(tree, path)
-    where = f" (line {line})" if line else ""
-    return f"{path or '<file>'}: {message}{where}"
+    lines = problem.lines or tuple(n for n in (_line_of(tree, problem.path),) if n)
+    if len(lines) > 1:
+        where = f" (lines {', '.join(map(str, lines[:-1]))} and {lines[-1]})"
+    else:
+        where = f" (line {lines[0]})" if lines else ""
+    return f"{problem.path or '<file>'}: {problem.message}{where}"
 
 
 def _line_of(tree: yaml.Node | None, path: str) -> int | None:
+    """The line of the node `path` names, or of the nearest node above it that exists."""
+    last = _node_at(tree, path, nearest=True)
+    return last.start_mark.line + 1 if last is not None else None
+
+
+def _node_at(tree: yaml.Node | None, path: str, *, nearest: bool = False) -> yaml.Node | None:
     node = tree
     last = node
     for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
@@ -269,7 +305,7 @@ def _line_of(tree: yaml.Node | None, path: str) -> int | None:
             node = None
         if node is not None:
             last = node
-    return last.start_mark.line + 1 if last is not None else None
+    return last if nearest else node
 
 
 def _amount_ok(path: str, value: Decimal | None, bad: Any, *, cents: bool = True) -> bool:
@@ -286,9 +322,9 @@ def _amount_ok(path: str, value: Decimal | None, bad: Any, *, cents: bool = True
     return True
 
 
-def _build(doc: CampaignDoc, problems: list[tuple[str, str]]) -> Campaign | None:
+def _build(doc: CampaignDoc, problems: list[Problem]) -> Campaign | None:
     def bad(path: str, message: str) -> None:
-        problems.append((path, message))
+        problems.append(Problem(path, message))
 
     try:
         ZoneInfo(doc.timezone)
