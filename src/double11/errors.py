@@ -2,15 +2,15 @@
 
     Double11Error
     ├── DomainError (double11.domain.errors)
-    │   └── ConditionError          a condition failed on one event's facts
+    │   ├── ConditionError          a condition failed on one event's facts
+    │   └── RequestError            a refused request; `.field` names what is wrong
+    │       ├── InvalidInput        malformed, or names what does not exist
+    │       │   ├── UnknownEventType
+    │       │   ├── UnknownCustomer
+    │       │   └── EventTooFarAhead
+    │       └── Conflict
+    │           └── EventIdReused   same event id, different body
     ├── CampaignFileError           the campaign file is broken; lists each problem
-    ├── RequestError                a refused request; `.field` names what is wrong
-    │   ├── InvalidInput            malformed, or names what does not exist
-    │   │   ├── UnknownEventType
-    │   │   ├── UnknownCustomer
-    │   │   └── EventTooFarAhead
-    │   └── Conflict
-    │       └── EventIdReused       same event id, different body
     ├── Unavailable                 a store failed; nothing was granted
     └── NotFound
 
