@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from double11.domain.ledger import LedgerEntry
+from double11.domain.values import value
 
 
 class Verdict(StrEnum):
@@ -32,7 +32,7 @@ class Outcome(StrEnum):
     RISK_REJECTED = "risk_rejected"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class RiskAssessment:
     """A verdict with the rules or model outputs that led to it."""
 
@@ -40,14 +40,14 @@ class RiskAssessment:
     reasons: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MechanicOutcome:
     mechanic_id: str
     outcome: Outcome
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Decision:
     """What the engine decided for one event, with a reason for every mechanic considered."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -12,9 +12,10 @@ from typing import Any
 from double11.domain.campaign import EventType, FieldKind
 from double11.domain.errors import InvalidInput
 from double11.domain.money import CENT
+from double11.domain.values import value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Event:
     """Something a customer did; `id` is unique and makes the event idempotent."""
 

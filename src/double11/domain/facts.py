@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from double11.domain.customer import Customer
 from double11.domain.events import Event
+from double11.domain.values import value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class CustomerState:
     """A customer's campaign state as of one event, that event included.
 
@@ -22,7 +23,7 @@ class CustomerState:
     perks: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Facts:
     """Everything a condition sees when it is evaluated."""
 

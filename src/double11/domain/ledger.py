@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
 from double11.domain.money import ZERO
+from double11.domain.values import value
 
 
 class EntryKind(StrEnum):
@@ -27,7 +28,7 @@ class Asset(StrEnum):
     LOTTERY_TICKET = "lottery_ticket"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class LedgerEntry:
     """One immutable line of the ledger.
 

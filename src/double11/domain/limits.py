@@ -14,6 +14,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from double11.domain.money import ZERO
+from double11.domain.values import value
 
 
 class ClaimOutcome(StrEnum):
@@ -23,7 +24,7 @@ class ClaimOutcome(StrEnum):
     BUDGET_EXHAUSTED = "budget_exhausted"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Claim:
     """One event's request for one grant of one mechanic."""
 
