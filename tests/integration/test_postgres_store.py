@@ -160,6 +160,6 @@ async def test_instants_come_back_as_the_same_instant_with_a_time_zone(pg: Postg
     await pg.commit(record)
     (entry,) = await pg.ledger_for("c1")
     assert entry.at == AT
-    assert entry.at.utcoffset() == timedelta(0)
+    assert entry.at.utcoffset() is not None
     assert entry.cost == Decimal("0.10")
     assert datetime.now(UTC) > entry.at

@@ -3,8 +3,8 @@
 The hot path never pays one round trip per event. Concurrent calls are gathered
 by a `MicroBatcher`: lookups become one ``WHERE id = ANY(...)`` and commits
 become one transaction of up to a few hundred events (group commit), written
-by a single statement whose data-modifying CTEs insert the events, then the
-ledger rows and claims of only the events that were new. A duplicate event id
+by a single INSERT of one row per event, which holds the event's ledger entries
+(its decision's grants) and its claims (migration 0003). A duplicate event id
 is ``ON CONFLICT DO NOTHING`` and the record already stored is read back: the
 first writer wins, across any number of processes.
 
@@ -24,10 +24,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
-import msgspec
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -35,15 +33,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from double11.adapters.batching import MicroBatcher
 from double11.domain.customer import Customer
 from double11.domain.events import Event
-from double11.domain.ledger import Asset, EntryKind, LedgerEntry
-from double11.domain.limits import Claim
+from double11.domain.ledger import LedgerEntry
 from double11.engine.codec import (
+    decode_claims,
     decode_customer,
     decode_decision,
     decode_event_data,
+    encode_claims,
     encode_customer,
     encode_decision,
     encode_event_data,
+    grantees_of,
 )
 from double11.engine.ports import EventRecord
 
@@ -52,11 +52,6 @@ DEFAULT_COMMIT_TIMEOUT_S = 10.0
 MAX_UNKNOWN = 100_000  # remembered commits of unknown outcome; beyond, reconcile still fixes
 # pg_advisory_xact_lock key that orders commits: the bytes of "d11 seq".
 SEQ_LOCK_KEY = 0x64313120736571
-
-
-_attributes_decoder = msgspec.json.Decoder(dict[str, str])
-_ClaimRow = tuple[str, str, str, int | None, str | None, int | None, str, str]
-_claims_decoder = msgspec.json.Decoder(list[_ClaimRow])
 
 
 def _utc(value: datetime) -> datetime:
@@ -77,90 +72,63 @@ _PUT_CUSTOMERS = text(
     """
 )
 
-# One row per event found, with its claims folded into a JSON array, so a replay costs
-# one statement.
 _FIND_EVENTS = text(
     """
-    SELECT e.id, e.type, e.customer_id, e.at, e.phase, e.fingerprint, e.decision, e.data,
-           (SELECT json_agg(json_build_array(c.mechanic_id, c.customer_id, c.cost::text,
-                                             c.quota, c.budget::text, c.cap, c.cap_bucket,
-                                             c.perks))::text
-              FROM claims c WHERE c.event_id = e.id) AS claims
-    FROM events e
-    WHERE e.id = ANY(CAST(:ids AS varchar[]))
+    SELECT id, type, customer_id, at, phase, fingerprint, decision, data, claims
+    FROM events
+    WHERE id = ANY(CAST(:ids AS varchar[]))
     """
 )
 
 _LOCK_SEQ = text("SELECT pg_advisory_xact_lock(:key)")
 
+# The events, then the grantees rows of only the events that were new.
 _COMMIT = text(
     """
     WITH top AS (SELECT coalesce(max(seq), 0) AS seq FROM events),
     new_events AS (
         INSERT INTO events (id, seq, type, customer_id, at, phase, fingerprint, decision,
-                            decided_at, data)
+                            decided_at, data, claims)
         SELECT u.id, CAST(top.seq + u.n AS integer), u.type, u.customer_id, u.at, u.phase,
-               u.fingerprint, u.decision, u.decided_at, u.data
+               u.fingerprint, u.decision, u.decided_at, u.data, u.claims
         FROM unnest(CAST(:e_id AS varchar[]), CAST(:e_type AS varchar[]),
                     CAST(:e_customer AS varchar[]), CAST(:e_at AS timestamptz[]),
                     CAST(:e_phase AS varchar[]), CAST(:e_fingerprint AS varchar[]),
                     CAST(:e_decision AS text[]), CAST(:e_decided_at AS timestamptz[]),
-                    CAST(:e_data AS text[]))
+                    CAST(:e_data AS text[]), CAST(:e_claims AS text[]))
              WITH ORDINALITY AS u(id, type, customer_id, at, phase, fingerprint, decision,
-                                  decided_at, data, n),
+                                  decided_at, data, claims, n),
              top
         ORDER BY u.n
         ON CONFLICT (id) DO NOTHING
-        RETURNING id
+        RETURNING id, seq
     ),
-    new_ledger AS (
-        INSERT INTO ledger (id, event_id, mechanic_id, customer_id, kind, asset, at, points,
-                            quantity, cost, attributes, refers_to)
-        SELECT * FROM unnest(CAST(:l_id AS varchar[]), CAST(:l_event AS varchar[]),
-                             CAST(:l_mechanic AS varchar[]), CAST(:l_customer AS varchar[]),
-                             CAST(:l_kind AS varchar[]), CAST(:l_asset AS varchar[]),
-                             CAST(:l_at AS timestamptz[]), CAST(:l_points AS integer[]),
-                             CAST(:l_quantity AS integer[]), CAST(:l_cost AS numeric[]),
-                             CAST(:l_attributes AS text[]), CAST(:l_refers_to AS varchar[]))
-                 AS l(id, event_id, mechanic_id, customer_id, kind, asset, at, points,
-                      quantity, cost, attributes, refers_to)
-        WHERE l.event_id IN (SELECT id FROM new_events)
-    ),
-    new_claims AS (
-        INSERT INTO claims (event_id, mechanic_id, customer_id, cost, quota, budget, cap,
-                            cap_bucket, perks)
-        SELECT * FROM unnest(CAST(:c_event AS varchar[]), CAST(:c_mechanic AS varchar[]),
-                             CAST(:c_customer AS varchar[]), CAST(:c_cost AS numeric[]),
-                             CAST(:c_quota AS integer[]), CAST(:c_budget AS numeric[]),
-                             CAST(:c_cap AS integer[]), CAST(:c_bucket AS varchar[]),
-                             CAST(:c_perks AS text[]))
-                 AS c(event_id, mechanic_id, customer_id, cost, quota, budget, cap,
-                      cap_bucket, perks)
-        WHERE c.event_id IN (SELECT id FROM new_events)
+    new_grantees AS (
+        INSERT INTO grantees (customer_id, seq)
+        SELECT g.customer_id, n.seq
+        FROM unnest(CAST(:g_event AS varchar[]), CAST(:g_customer AS varchar[]))
+             AS g(event_id, customer_id)
+        JOIN new_events AS n ON n.id = g.event_id
     )
     SELECT id FROM new_events
     """
 )
 
+# The events that granted to a customer, in commit order: their own that granted (the
+# text test skips the others without decoding them: compact JSON, in which a quote
+# inside a string value is escaped) and others' that granted to them too.
 _LEDGER_FOR = text(
     """
-    SELECT l.id, l.event_id, l.mechanic_id, l.customer_id, l.kind, l.asset, l.at, l.points,
-           l.quantity, l.cost, l.attributes, l.refers_to
-    FROM ledger l LEFT JOIN events e ON e.id = l.event_id
-    WHERE l.customer_id = :customer
-    ORDER BY e.seq NULLS LAST, l.event_id, l.id
+    SELECT decision FROM events
+    WHERE (customer_id = :customer AND strpos(decision, '"grants":[]') = 0)
+       OR seq IN (SELECT seq FROM grantees WHERE customer_id = :customer)
+    ORDER BY seq
     """
 )
 
-_DECISIONS = text("SELECT id, decision FROM events WHERE id = ANY(CAST(:ids AS varchar[]))")
-
-
 _COMMIT_ARRAYS = (
     *("e_id", "e_type", "e_customer", "e_at", "e_phase", "e_fingerprint", "e_decision"),
-    *("e_decided_at", "e_data", "l_id", "l_event", "l_mechanic", "l_customer", "l_kind"),
-    *("l_asset", "l_at", "l_points", "l_quantity", "l_cost", "l_attributes", "l_refers_to"),
-    *("c_event", "c_mechanic", "c_customer", "c_cost", "c_quota", "c_budget", "c_cap"),
-    *("c_bucket", "c_perks"),
+    *("e_decided_at", "e_data", "e_claims", "g_event", "g_customer"),
 )
 
 
@@ -177,29 +145,10 @@ def _commit_params(records: Sequence[EventRecord]) -> dict[str, list[Any]]:
         p["e_decision"].append(encode_decision(decision).decode())
         p["e_decided_at"].append(_utc(decision.decided_at))
         p["e_data"].append(encode_event_data(event.data))
-        for entry in decision.grants:
-            p["l_id"].append(entry.id)
-            p["l_event"].append(entry.event_id)
-            p["l_mechanic"].append(entry.mechanic_id)
-            p["l_customer"].append(entry.customer_id)
-            p["l_kind"].append(entry.kind.value)
-            p["l_asset"].append(entry.asset.value)
-            p["l_at"].append(_utc(entry.at))
-            p["l_points"].append(entry.points)
-            p["l_quantity"].append(entry.quantity)
-            p["l_cost"].append(entry.cost)
-            p["l_attributes"].append(msgspec.json.encode(dict(entry.attributes)).decode())
-            p["l_refers_to"].append(entry.refers_to)
-        for claim in record.claims:
-            p["c_event"].append(claim.event_id)
-            p["c_mechanic"].append(claim.mechanic_id)
-            p["c_customer"].append(claim.customer_id)
-            p["c_cost"].append(claim.cost)
-            p["c_quota"].append(claim.quota)
-            p["c_budget"].append(claim.budget)
-            p["c_cap"].append(claim.cap)
-            p["c_bucket"].append(claim.cap_bucket)
-            p["c_perks"].append(",".join(claim.perks))
+        p["e_claims"].append(encode_claims(record.claims, event.customer_id))
+        for other in grantees_of(event.customer_id, decision):
+            p["g_event"].append(event.id)
+            p["g_customer"].append(other)
     return p
 
 
@@ -281,47 +230,12 @@ class PostgresStore:
     async def ledger_for(self, customer_id: str) -> Sequence[LedgerEntry]:
         async with self._reader.connect() as conn:
             rows = (await conn.execute(_LEDGER_FOR, {"customer": customer_id})).all()
-            # Within one event, entries keep the order of the decision's grants (the
-            # campaign's order of mechanics); only events with several entries need it.
-            per_event: dict[str, int] = {}
-            for row in rows:
-                per_event[row.event_id] = per_event.get(row.event_id, 0) + 1
-            several = [e for e, n in per_event.items() if n > 1]
-            position: dict[str, int] = {}
-            if several:
-                for row in await conn.execute(_DECISIONS, {"ids": several}):
-                    for i, grant in enumerate(decode_decision(row.decision).grants):
-                        position[grant.id] = i
-        entries = [
-            LedgerEntry(
-                id=row.id,
-                event_id=row.event_id,
-                mechanic_id=row.mechanic_id,
-                customer_id=row.customer_id,
-                kind=EntryKind(row.kind),
-                asset=Asset(row.asset),
-                at=_utc(row.at),
-                points=row.points,
-                quantity=row.quantity,
-                cost=Decimal(row.cost),
-                attributes=_attributes_decoder.decode(row.attributes),
-                refers_to=row.refers_to,
-            )
+        return tuple(
+            grant
             for row in rows
-        ]
-        # Rows arrive grouped by event in commit order; reorder only inside each event.
-        first: dict[str, int] = {}
-        for i, e in enumerate(entries):
-            first.setdefault(e.event_id, i)
-        ranked = sorted(
-            enumerate(entries),
-            key=lambda ie: (
-                first[ie[1].event_id],
-                ie[1].id not in position,
-                position.get(ie[1].id, ie[0]),
-            ),
+            for grant in decode_decision(row.decision).grants
+            if grant.customer_id == customer_id
         )
-        return tuple(e for _, e in ranked)
 
     async def close(self) -> None:
         for batcher in (self._finds, self._customers, self._commits):
@@ -343,26 +257,8 @@ class PostgresStore:
             event = Event(
                 row.id, row.type, row.customer_id, _utc(row.at), decode_event_data(row.data)
             )
-            claims = [
-                Claim(
-                    event_id=row.id,
-                    mechanic_id=mechanic_id,
-                    customer_id=customer_id,
-                    cost=Decimal(cost),
-                    quota=quota,
-                    budget=None if budget is None else Decimal(budget),
-                    cap=cap,
-                    cap_bucket=bucket,
-                    perks=tuple(p for p in perks.split(",") if p),
-                )
-                for mechanic_id, customer_id, cost, quota, budget, cap, bucket, perks in (
-                    _claims_decoder.decode(row.claims) if row.claims else []
-                )
-            ]
-            # Claims come back in the campaign's order of mechanics, as they were decided.
-            rank = {o.mechanic_id: i for i, o in enumerate(decision.outcomes)}
-            claims.sort(key=lambda c: rank.get(c.mechanic_id, len(rank)))
-            out[row.id] = EventRecord(event, row.fingerprint, row.phase, decision, tuple(claims))
+            claims = decode_claims(row.id, row.customer_id, row.claims)
+            out[row.id] = EventRecord(event, row.fingerprint, row.phase, decision, claims)
         return out
 
     async def _commit_events(

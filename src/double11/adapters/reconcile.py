@@ -11,7 +11,7 @@ FLUSHDB, a failover to a lagging replica) that the ledger still has.
 
 1. **Rebuild** when the ready marker is missing: Redis lost the book, so every
    counter under the prefix is rebuilt from PostgreSQL (counts from ``events``,
-   claims, caps and perks from ``claims`` in commit order), and only then is the
+   claims, caps and perks from ``events.claims`` in commit order), and only then is the
    marker set. Until it is, the scripts refuse to count, so nothing is granted
    against counters that read zero because they were lost. One process rebuilds
    (a Redis lock); the others wait for the marker.
@@ -43,13 +43,13 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import Row, text
 
 from double11.adapters.postgres import PostgresStore
 from double11.adapters.redis_limits import DEFAULT_PREFIX, HeldClaim, RedisLimitBook, cents
+from double11.engine.codec import decode_claims
 from double11.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -78,17 +78,14 @@ class ReconcileReport:
         )
 
 
+# The events that took claims, in commit order; `events.claims` lists them in the
+# order they were decided.
 _COMMITTED_CLAIMS = text(
-    """
-    SELECT c.event_id, c.mechanic_id, c.customer_id, c.cost, c.cap, c.cap_bucket, c.perks,
-           e.decided_at
-    FROM claims c JOIN events e ON e.id = c.event_id
-    ORDER BY e.seq, c.mechanic_id
-    """
+    "SELECT id, customer_id, claims, decided_at FROM events WHERE claims <> '[]' ORDER BY seq"
 )
 
 _COMMITTED_AMONG = text(
-    "SELECT event_id, mechanic_id FROM claims WHERE event_id = ANY(CAST(:ids AS varchar[]))"
+    "SELECT id, customer_id, claims FROM events WHERE id = ANY(CAST(:ids AS varchar[]))"
 )
 
 _COUNTS = text(
@@ -167,7 +164,7 @@ async def _rebuild(pg: PostgresStore, limits: RedisLimitBook, lock: str) -> None
         # Claims in commit order, so the first event to grant a perk holds it, as it did.
         batch: list[HeldClaim] = []
         async for row in await conn.stream(_COMMITTED_CLAIMS):
-            batch.append(_held(row))
+            batch.extend(_held(row))
             if len(batch) >= CHUNK:
                 await limits.restore(batch)
                 await client.pexpire(lock, REBUILD_LOCK_MS)
@@ -176,18 +173,22 @@ async def _rebuild(pg: PostgresStore, limits: RedisLimitBook, lock: str) -> None
     await client.set(limits.ready_key, datetime.now(UTC).isoformat())
 
 
-def _held(row: Row[Any]) -> HeldClaim:
-    """A committed claim (a row of _COMMITTED_CLAIMS) as Redis should hold it."""
-    return HeldClaim(
-        mechanic_id=row.mechanic_id,
-        event_id=row.event_id,
-        customer_id=row.customer_id,
-        cost_cents=cents(Decimal(row.cost)),
-        cap=row.cap,
-        cap_bucket=row.cap_bucket,
-        perks=tuple(p for p in row.perks.split(",") if p),
-        taken_ms=_ms(row.decided_at),
-    )
+def _held(row: Row[Any]) -> list[HeldClaim]:
+    """The committed claims of an event (a row of _COMMITTED_CLAIMS) as Redis should hold them."""
+    taken_ms = _ms(row.decided_at)
+    return [
+        HeldClaim(
+            mechanic_id=claim.mechanic_id,
+            event_id=claim.event_id,
+            customer_id=claim.customer_id,
+            cost_cents=cents(claim.cost),
+            cap=claim.cap,
+            cap_bucket=claim.cap_bucket,
+            perks=claim.perks,
+            taken_ms=taken_ms,
+        )
+        for claim in decode_claims(row.id, row.customer_id, row.claims)
+    ]
 
 
 async def _restore_committed(
@@ -196,8 +197,7 @@ async def _restore_committed(
     missing: list[HeldClaim] = []
     async with pg.engine.connect() as conn:
         async for row in await conn.stream(_COMMITTED_CLAIMS):
-            if (row.mechanic_id, row.event_id) not in in_redis:
-                missing.append(_held(row))
+            missing.extend(h for h in _held(row) if (h.mechanic_id, h.event_id) not in in_redis)
     restored = 0
     for part in _chunks(missing):
         restored += await limits.restore(part)
@@ -210,7 +210,8 @@ async def _committed_among(pg: PostgresStore, held: Sequence[HeldClaim]) -> set[
         for part in _chunks(held, 5000):
             ids = list({h.event_id for h in part})
             for row in await conn.execute(_COMMITTED_AMONG, {"ids": ids}):
-                found.add((row.mechanic_id, row.event_id))
+                for claim in decode_claims(row.id, row.customer_id, row.claims):
+                    found.add((claim.mechanic_id, claim.event_id))
     return found
 
 

@@ -1,15 +1,15 @@
 """The relational schema, one definition for SQLite and PostgreSQL (SQLAlchemy Core).
 
 Migrations in `double11/adapters/migrations` create it; this module is what
-queries are written against. Money is NUMERIC(18, 2) on PostgreSQL and text on
-SQLite, which has no exact decimal type; both come back as `Decimal`.
-Instants are stored in UTC.
+queries are written against. A committed event is one row of `events`, its
+ledger entries and limit claims inside it (see migration 0003 for why and what
+it measured); the views `ledger` and `claims` read them out for SQL. Money lives
+in that JSON as decimal strings, never floats. Instants are stored in UTC.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -19,33 +19,12 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
-    Numeric,
     PrimaryKeyConstraint,
     String,
     Table,
     Text,
     TypeDecorator,
 )
-
-
-class Money(TypeDecorator[Decimal]):
-    """Exact yuan: NUMERIC on PostgreSQL, a decimal string on SQLite."""
-
-    impl = Numeric(18, 2)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> Any:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(String(32))
-        return dialect.type_descriptor(Numeric(18, 2, asdecimal=True))
-
-    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        return f"{value:f}" if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        return None if value is None else Decimal(value)
 
 
 class Instant(TypeDecorator[datetime]):
@@ -89,51 +68,34 @@ events = Table(
     Column("at", Instant, nullable=False),
     Column("phase", String(64)),
     Column("fingerprint", String(64), nullable=False),
-    Column("decision", Text, nullable=False),  # the decision as answered, JSON
+    # The decision as answered, JSON; its `grants` are the event's ledger entries.
+    Column("decision", Text, nullable=False),
     Column("decided_at", Instant, nullable=False),
     # The event's data as received, JSON with amounts as strings (migration 0002).
     Column("data", Text, nullable=False, server_default="{}"),
-    Index("ix_events_customer", "customer_id"),
+    # The limit claims the event took, a JSON array (`engine.codec.encode_claims`):
+    # what quota, budget, cap and perk usage are rebuilt and reconciled from (0003).
+    Column("claims", Text, nullable=False, server_default="[]"),
+    # Wallet reads by customer: on disk where many workers share the store; the
+    # embedded store's one process keeps this index in memory (migration 0003).
+    Index("ix_events_customer", "customer_id").ddl_if(dialect="postgresql"),
     Index("ix_events_seq", "seq"),
 )
 
-ledger = Table(
-    "ledger",
+# The customers an event granted to besides its own (an invitation rewards the
+# inviter too): rare rows that let a wallet find those grants (migration 0003).
+grantees = Table(
+    "grantees",
     metadata,
-    Column("id", String(300), primary_key=True),
-    Column("event_id", String(128), nullable=False),
-    Column("mechanic_id", String(128), nullable=False),
     Column("customer_id", String(128), nullable=False),
-    Column("kind", String(16), nullable=False),
-    Column("asset", String(32), nullable=False),
-    Column("at", Instant, nullable=False),
-    Column("points", Integer, nullable=False),
-    Column("quantity", Integer, nullable=False),
-    Column("cost", Money, nullable=False),
-    Column("attributes", Text, nullable=False),  # JSON object of strings
-    Column("refers_to", String(300)),
-    Index("ix_ledger_customer", "customer_id"),
-    Index("ix_ledger_event", "event_id"),
-    Index("ix_ledger_mechanic", "mechanic_id"),
+    Column("seq", Integer, nullable=False),
+    PrimaryKeyConstraint("customer_id", "seq"),
 )
 
-# The limit claims each committed event took: one row per (event, mechanic) that
-# fired. They are what quota, budget and cap usage are rebuilt and reconciled from.
-claims = Table(
-    "claims",
-    metadata,
-    Column("event_id", String(128), nullable=False),
-    Column("mechanic_id", String(128), nullable=False),
-    Column("customer_id", String(128), nullable=False),
-    Column("cost", Money, nullable=False),
-    Column("quota", Integer),
-    Column("budget", Money),
-    Column("cap", Integer),
-    Column("cap_bucket", String(64), nullable=False),
-    Column("perks", Text, nullable=False),  # comma-separated perk names
-    PrimaryKeyConstraint("event_id", "mechanic_id"),
-    Index("ix_claims_mechanic", "mechanic_id"),
-)
+# The ledger and the claims are views over `events` (migration 0003): `ledger` has
+# a row per entry of a decision's `grants`, `claims` a row per claim, with the
+# columns the tables had before, plus `seq` and `position` for their order.
+VIEWS = ("ledger", "claims")
 
 # Every campaign file a store has run, so a change is versioned and can be traced.
 campaign_versions = Table(
@@ -145,3 +107,16 @@ campaign_versions = Table(
     Column("loaded_at", Instant, nullable=False),
     Column("loaded_by", String(128), nullable=False),
 )
+
+
+def declared_on(item: object, dialect_name: str) -> bool:
+    """Whether the schema declares `item` (a table, index, ...) on this dialect.
+
+    Alembic's autogenerate does not read `ddl_if`, so its comparisons ask this.
+    """
+    ddl_if = getattr(item, "_ddl_if", None)
+    if ddl_if is None or ddl_if.dialect is None:
+        return True
+    if isinstance(ddl_if.dialect, str):
+        return bool(ddl_if.dialect == dialect_name)
+    return dialect_name in ddl_if.dialect

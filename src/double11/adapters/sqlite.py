@@ -2,8 +2,8 @@
 
 One process owns the file (a lock beside it makes sure). What the hot path reads on
 every event is kept in memory: limit counters, per-customer event counts and
-perks (a `MemoryStore` holds them, rebuilt at open from the events and claims
-tables in commit order) and customer profiles (a cache; puts write through).
+perks (a `MemoryStore` holds them, rebuilt at open from the events' claims in
+commit order) and customer profiles (a cache; puts write through).
 Event records and the ledger are not kept: `find_event` and `ledger_for` are
 point lookups on the file, and records being committed are answered from memory.
 
@@ -12,11 +12,17 @@ takes up to `MAX_BATCH` of them and writes them in ONE transaction on a thread
 of its own (group commit): the fsync of a batch overlaps deciding the next
 events, and one fsync pays for hundreds of them.
 
+An event is one row, its ledger entries inside its decision and its claims in
+`events.claims` (migration 0003 says why). The file has no index by customer:
+wallet reads find a customer's granting events through an index kept in memory
+(`_granting`, customer id -> seqs), filled at open and after each write, since
+a random-key index on disk dirtied a page per event in every group commit.
+
 Statements are compiled once from the SQLAlchemy Core tables in
 `double11.adapters.schema` and run on stdlib `sqlite3` connections directly, a
-batch's rows for a table in one multi-row INSERT (see `_MultiInsert`); money and
-instants are converted as the schema's types do (a unit test holds them to it),
-so SQLAlchemy reads the rows back as it would have written them. Measured on
+batch's rows in one multi-row INSERT (see `_MultiInsert`); instants are
+converted as the schema's type does (a unit test holds them to it), so
+SQLAlchemy reads the rows back as it would have written them. Measured on
 ledger rows built from `LedgerEntry`, 500 a transaction, synchronous=FULL: a
 median 24k rows/s through a SQLAlchemy `Connection`'s executemany, 37k this
 way; and this way holds the GIL, which the event loop needs, far less.
@@ -30,17 +36,15 @@ import os
 import sqlite3
 import sys
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from itertools import chain, islice
 from pathlib import Path
 from typing import Any, Final
 
-import msgspec
-from sqlalchemy import Dialect, Table, bindparam, func, insert, literal_column, select
+from sqlalchemy import Dialect, Table, bindparam, func, insert, literal, select
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -49,19 +53,21 @@ from sqlalchemy.sql import ClauseElement
 from double11.adapters import migrate
 from double11.adapters.idfilter import IdFilter
 from double11.adapters.memory import MemoryStore
-from double11.adapters.schema import claims, customers, events, ledger
+from double11.adapters.schema import customers, events, grantees
 from double11.domain.customer import Customer
 from double11.domain.decision import Decision, RiskAssessment, Verdict
 from double11.domain.events import Event
-from double11.domain.ledger import Asset, EntryKind, LedgerEntry
-from double11.domain.limits import Claim
+from double11.domain.ledger import LedgerEntry
 from double11.engine.codec import (
+    decode_claims,
     decode_customer,
     decode_decision,
     decode_event_data,
+    encode_claims,
     encode_customer,
     encode_decision,
     encode_event_data,
+    grantees_of,
 )
 from double11.engine.ports import EventRecord
 from double11.errors import InvalidInput, Unavailable
@@ -85,9 +91,10 @@ _WRITER_CACHE_KIB: Final = 64 * 1024
 _WAL_AUTOCHECKPOINT_PAGES: Final = 10_000
 _BUSY_TIMEOUT_MS: Final = 5_000
 _RESTORE_CHUNK: Final = 10_000
-
-_attributes_encoder = msgspec.json.Encoder()
-_attributes_decoder = msgspec.json.Decoder(dict[str, str])
+# A decision that granted nothing, as `encode_decision` writes it (compact JSON, and
+# a quote inside a string value would be escaped): opening the file tells granting
+# events by this text, without decoding every decision.
+_NO_GRANTS: Final = '"grants":[]'
 
 
 def sqlite_path(url: str) -> Path:
@@ -131,28 +138,29 @@ async def open_sqlite_store(url: str, *, synchronous: str = "FULL") -> SqliteSto
 
 @dataclass(slots=True)
 class WriterStats:
-    """What the writer has done since the store opened: transactions, events and rows."""
+    """What the writer has done since the store opened: transactions and events."""
 
     batches: int = 0
     events: int = 0
-    rows: int = 0
     largest_batch: int = 0
 
 
 @dataclass(slots=True, eq=False)
 class _Pending:
-    """A record waiting for the writer, its rows already built, and who waits for it."""
+    """A record waiting for the writer, its row already built, and who waits for it."""
 
     record: EventRecord
-    event_row: list[Any]
-    ledger_rows: list[tuple[Any, ...]]
-    claim_rows: list[tuple[Any, ...]]
+    row: list[Any]
+    # Customers besides the event's own that it grants to (nearly always none).
+    others: list[str]
     # One future per waiter, so a waiter that is cancelled cancels only its own.
     waiters: list[asyncio.Future[EventRecord]] = field(default_factory=list, repr=False)
 
     @property
-    def rows(self) -> int:
-        return 1 + len(self.ledger_rows) + len(self.claim_rows)
+    def seq(self) -> int:
+        """The commit order the writer gave the row."""
+        seq: int = self.row[_SEQ]
+        return seq
 
     def wait(self) -> asyncio.Future[EventRecord]:
         """A future that gets the record standing once the batch is written, or its error."""
@@ -178,7 +186,8 @@ class SqliteStore(MemoryStore):
 
     The limit book (`observe`, `take`, `release`, `usage`) is `MemoryStore`'s, on
     state rebuilt from the file; `customers` is a cache of the profiles in the
-    file; `events` and `ledger` stay empty, since records live in the file.
+    file; `events` and `ledger` stay empty, since records live in the file, and
+    `_granting` lists, per customer, the seqs of their events that granted.
     """
 
     def __init__(self, path: Path, synchronous: str = "FULL") -> None:
@@ -192,6 +201,7 @@ class SqliteStore(MemoryStore):
         self._in_flight: dict[str, _Pending] = {}
         # Every committed id, so that a new event (nearly all) needs no read.
         self._seen = IdFilter()
+        self._granting: dict[str, list[int]] = {}
         self._queue: deque[_Pending] = deque()
         self._wake = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
@@ -260,7 +270,9 @@ class SqliteStore(MemoryStore):
         event_id = record.event.id
         pending = self._in_flight.get(event_id)
         if pending is None:
-            pending = _Pending(record, *_rows(record))
+            pending = _Pending(
+                record, _row(record), grantees_of(record.event.customer_id, record.decision)
+            )
             self._in_flight[event_id] = pending
             self._queue.append(pending)
             self._wake.set()
@@ -270,7 +282,16 @@ class SqliteStore(MemoryStore):
 
     async def ledger_for(self, customer_id: str) -> Sequence[LedgerEntry]:
         """The customer's ledger entries, in commit order, read from the file."""
-        return self._db.ledger_for(customer_id)
+        seqs = self._granting.get(customer_id)
+        return self._db.ledger_for(customer_id, seqs) if seqs else ()
+
+    def _granted(self, customer_id: str, seq: int) -> None:
+        """Note that the customer's event at `seq` granted, for `ledger_for`."""
+        seqs = self._granting.get(customer_id)
+        if seqs is None:
+            self._granting[customer_id] = [seq]
+        else:
+            seqs.append(seq)
 
     async def close(self) -> None:
         """Write every queued commit, stop the writer and close the file."""
@@ -326,8 +347,12 @@ class SqliteStore(MemoryStore):
         for pending, existing in zip(batch, stored, strict=True):
             del self._in_flight[pending.record.event.id]
             if existing is None:
-                self.apply(pending.record)
-                results.append(pending.record)
+                record = pending.record
+                self.apply(record)
+                if record.decision.grants:
+                    for customer_id in (record.event.customer_id, *pending.others):
+                        self._granted(customer_id, pending.seq)
+                results.append(record)
             else:
                 # The event was already in the file: this attempt's claims were
                 # never written, so they go back, and the stored record stands.
@@ -340,7 +365,6 @@ class SqliteStore(MemoryStore):
         self.ledger.clear()
         self.stats.batches += 1
         self.stats.events += len(batch)
-        self.stats.rows += sum(p.rows for p in batch)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         for pending, result in zip(batch, results, strict=True):
             pending.resolve(result)
@@ -417,32 +441,25 @@ class _Database:
             ) from None
 
     # loading state (writer thread, before the store serves)
-    def restore(self, book: MemoryStore) -> None:
-        """Rebuild counts, limits and perks in `book` from the file, in commit order."""
-        records = self._counting_records(self.writer.execute(self.sql.restore))
-        while chunk := list(islice(records, _RESTORE_CHUNK)):
-            book.restore(chunk)
+    def restore(self, book: SqliteStore) -> None:
+        """Rebuild counts, limits, perks and the customer index in `book`, in commit order."""
+        rows = self.writer.execute(self.sql.restore)
+        while chunk := list(islice(rows, _RESTORE_CHUNK)):
+            book.restore([_counting_record(row) for row in chunk])
             # `restore` files records and ledgers too; the store keeps those on disk.
             book.events.clear()
             book.ledger.clear()
-
-    def _counting_records(self, rows: Iterable[Sequence[Any]]) -> Iterator[EventRecord]:
-        """Records carrying what counting needs: event, phase and claims, not the decision.
-
-        Decoding every decision would make opening a large file slow for nothing:
-        `restore` reads only the customer, type and phase and the claims.
-        """
-        head: Sequence[Any] = ()
-        found: list[Claim] = []
-        for event_id, event_type, customer_id, phase, *claim in rows:
-            if not head or head[0] != event_id:
-                if head:
-                    yield _counting_record(head, found)
-                head, found = (event_id, event_type, customer_id, phase), []
-            if claim[0] is not None:  # the outer join's empty side: an event with no claims
-                found.append(_claim((event_id, *claim)))
-        if head:
-            yield _counting_record(head, found)
+            for _, _, customer_id, _, _, seq, granted in chunk:
+                if granted:
+                    book._granted(customer_id, seq)
+        # Grants to customers besides the event's own: merged into those customers' lists,
+        # which `ledger_for` reads in ascending order.
+        touched: set[str] = set()
+        for customer_id, seq in self.writer.execute(self.sql.grantees).fetchall():
+            book._granted(customer_id, seq)
+            touched.add(customer_id)
+        for customer_id in touched:
+            book._granting[customer_id].sort()
 
     # writing (writer thread)
     def write_batch(self, batch: Sequence[_Pending]) -> list[EventRecord | None]:
@@ -468,12 +485,13 @@ class _Database:
         connection, sql = self.writer, self.sql
         seq = self._next_seq
         for offset, pending in enumerate(batch):
-            pending.event_row[_SEQ] = seq + offset
+            pending.row[_SEQ] = seq + offset
         connection.execute("BEGIN IMMEDIATE")
         try:
-            sql.insert_events.run(connection, [p.event_row for p in batch])
-            sql.insert_ledger.run(connection, [row for p in batch for row in p.ledger_rows])
-            sql.insert_claims.run(connection, [row for p in batch for row in p.claim_rows])
+            sql.insert_events.run(connection, [p.row for p in batch])
+            others = [(c, p.seq) for p in batch for c in p.others]
+            if others:
+                sql.insert_grantees.run(connection, others)
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
@@ -514,15 +532,24 @@ class _Database:
         found = connection.execute(sql.find_event, (event_id,)).fetchall()
         if not found:
             return None
-        event_type, customer_id, at, phase, fingerprint, decision, data = found[0]
+        event_type, customer_id, at, phase, fingerprint, decision, data, claims = found[0]
         event = Event(event_id, event_type, customer_id, instant_out(at), decode_event_data(data))
-        rows = connection.execute(sql.claims_of, (event_id,)).fetchall()
-        claims_ = tuple(_claim(row) for row in rows)
-        return EventRecord(event, fingerprint, phase, decode_decision(decision), claims_)
+        taken = decode_claims(event_id, customer_id, claims)
+        return EventRecord(event, fingerprint, phase, decode_decision(decision), taken)
 
-    def ledger_for(self, customer_id: str) -> tuple[LedgerEntry, ...]:
-        rows = self.reader.execute(self.sql.ledger_for, (customer_id,)).fetchall()
-        return tuple(_ledger_entry(row) for row in rows)
+    def ledger_for(self, customer_id: str, seqs: Sequence[int]) -> tuple[LedgerEntry, ...]:
+        """The customer's grants in the events at `seqs` (ascending), in commit order."""
+        entries: list[LedgerEntry] = []
+        for start in range(0, len(seqs), self.sql.variables):
+            chunk = seqs[start : start + self.sql.variables]
+            marks = ",".join("?" * len(chunk))
+            # Only '?' marks are formatted in; ix_events_seq finds each row.
+            query = f"SELECT decision FROM events WHERE seq IN ({marks}) ORDER BY seq"  # noqa: S608
+            for (decision,) in self.reader.execute(query, chunk).fetchall():
+                entries.extend(
+                    g for g in decode_decision(decision).grants if g.customer_id == customer_id
+                )
+        return tuple(entries)
 
     def get_customer(self, customer_id: str) -> Customer | None:
         rows = self.reader.execute(self.sql.get_customer, (customer_id,)).fetchall()
@@ -545,38 +572,28 @@ class _Statements:
     """SQL compiled once from the Core tables."""
 
     def __init__(self, dialect: Dialect) -> None:
-        def sql(statement: ClauseElement) -> str:
-            return str(statement.compile(dialect=dialect))
+        def sql(statement: ClauseElement, literal_binds: bool = False) -> str:
+            kwargs = {"literal_binds": literal_binds}
+            return str(statement.compile(dialect=dialect, compile_kwargs=kwargs))
 
         # SQLite's limit on '?' in one statement; read from the connection at open.
         self.variables = 999
         self.insert_events = _MultiInsert(events, _EVENT_COLUMNS, dialect, self)
-        self.insert_ledger = _MultiInsert(ledger, _LEDGER_COLUMNS, dialect, self)
-        self.insert_claims = _MultiInsert(claims, _CLAIM_COLUMNS, dialect, self)
+        self.insert_grantees = _MultiInsert(grantees, ("customer_id", "seq"), dialect, self)
+        self.grantees = sql(select(grantees.c.customer_id, grantees.c.seq))
         self.max_seq = sql(select(func.max(events.c.seq)))
-        e, c, lg, cu = events.c, claims.c, ledger.c, customers.c
-        claim_columns = [c[name] for name in _CLAIM_COLUMNS[1:]]
-        # Within one event, rows keep the order they were inserted in (rowid).
+        e, cu = events.c, customers.c
         self.find_event = sql(
-            select(e.type, e.customer_id, e.at, e.phase, e.fingerprint, e.decision, e.data).where(
-                e.id == bindparam("id")
-            )
+            select(
+                e.type, e.customer_id, e.at, e.phase, e.fingerprint, e.decision, e.data, e.claims
+            ).where(e.id == bindparam("id"))
         )
-        self.claims_of = sql(
-            select(c.event_id, *claim_columns)
-            .where(c.event_id == bindparam("id"))
-            .order_by(literal_column("claims.rowid"))
-        )
+        # What counting needs, not the decision: decoding every decision would make
+        # opening a large file slow for nothing.
+        granted = func.instr(e.decision, literal(_NO_GRANTS)) == 0
         self.restore = sql(
-            select(e.id, e.type, e.customer_id, e.phase, *claim_columns)
-            .select_from(events.outerjoin(claims, c.event_id == e.id))
-            .order_by(e.seq, literal_column("claims.rowid"))
-        )
-        self.ledger_for = sql(
-            select(*(lg[name] for name in _LEDGER_COLUMNS))
-            .select_from(ledger.join(events, e.id == lg.event_id))
-            .where(lg.customer_id == bindparam("customer_id"))
-            .order_by(e.seq, literal_column("ledger.rowid"))
+            select(e.id, e.type, e.customer_id, e.phase, e.claims, e.seq, granted).order_by(e.seq),
+            literal_binds=True,
         )
         self.get_customer = sql(select(cu.profile).where(cu.id == bindparam("id")))
         self.customer_exists = sql(select(cu.id).where(cu.id == bindparam("id")))
@@ -622,7 +639,7 @@ class _MultiInsert:
             connection.execute(statement, list(chain.from_iterable(chunk)))
 
 
-# Rows are tuples in these orders; `_MultiInsert` checks them against the tables.
+# An events row holds these columns in this order; `_MultiInsert` checks them.
 _EVENT_COLUMNS = (
     "id",
     "seq",
@@ -634,131 +651,32 @@ _EVENT_COLUMNS = (
     "decision",
     "decided_at",
     "data",
+    "claims",
 )
 _SEQ = 1
-_LEDGER_COLUMNS = (
-    "id",
-    "event_id",
-    "mechanic_id",
-    "customer_id",
-    "kind",
-    "asset",
-    "at",
-    "points",
-    "quantity",
-    "cost",
-    "attributes",
-    "refers_to",
-)
-_CLAIM_COLUMNS = (
-    "event_id",
-    "mechanic_id",
-    "customer_id",
-    "cost",
-    "quota",
-    "budget",
-    "cap",
-    "cap_bucket",
-    "perks",
-)
 
 
-def _rows(record: EventRecord) -> tuple[list[Any], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The events, ledger and claims rows of a record; `seq` is set when it is written."""
+def _row(record: EventRecord) -> list[Any]:
+    """The events row of a record; `seq` is set when it is written."""
     event, decision = record.event, record.decision
-    at = instant_in(event.at)
-    event_row = [
+    return [
         event.id,
         None,
         event.type,
         event.customer_id,
-        at,
+        instant_in(event.at),
         record.phase,
         record.fingerprint,
         encode_decision(decision).decode(),
         instant_in(decision.decided_at),
         encode_event_data(event.data),
+        encode_claims(record.claims, event.customer_id),
     ]
-    return (
-        event_row,
-        # A grant is stamped with its event's instant: format it once per event.
-        [_ledger_row(e, at if e.at is event.at else instant_in(e.at)) for e in decision.grants],
-        [_claim_row(c) for c in record.claims],
-    )
 
 
-def _ledger_row(entry: LedgerEntry, at: str) -> tuple[Any, ...]:
-    return (
-        entry.id,
-        entry.event_id,
-        entry.mechanic_id,
-        entry.customer_id,
-        entry.kind.value,
-        entry.asset.value,
-        at,
-        entry.points,
-        entry.quantity,
-        money_in(entry.cost),
-        _attributes_encoder.encode(dict(entry.attributes)).decode(),
-        entry.refers_to,
-    )
-
-
-def _ledger_entry(row: Sequence[Any]) -> LedgerEntry:
-    id_, event_id, mechanic_id, customer_id, kind, asset, at, points, quantity = row[:9]
-    cost, attributes, refers_to = row[9:]
-    return LedgerEntry(
-        id_,
-        event_id,
-        mechanic_id,
-        customer_id,
-        EntryKind(kind),
-        Asset(asset),
-        instant_out(at),
-        points,
-        quantity,
-        money_out(cost),
-        _attributes_decoder.decode(attributes),
-        refers_to,
-    )
-
-
-def _claim_row(claim: Claim) -> tuple[Any, ...]:
-    for perk in claim.perks:
-        if "," in perk:  # the column is a comma-separated list
-            raise ValueError(f"perk names may not contain ',': {perk!r}")
-    return (
-        claim.event_id,
-        claim.mechanic_id,
-        claim.customer_id,
-        money_in(claim.cost),
-        claim.quota,
-        None if claim.budget is None else money_in(claim.budget),
-        claim.cap,
-        claim.cap_bucket,
-        ",".join(claim.perks),
-    )
-
-
-def _claim(row: Sequence[Any]) -> Claim:
-    event_id, mechanic_id, customer_id, cost, quota, budget, cap, cap_bucket, perks = row
-    return Claim(
-        event_id,
-        mechanic_id,
-        customer_id,
-        money_out(cost),
-        quota,
-        None if budget is None else money_out(budget),
-        cap,
-        cap_bucket,
-        tuple(perk for perk in perks.split(",") if perk),
-    )
-
-
-# Conversions of `schema.Instant` and `schema.Money` on SQLite, written out: the
-# types' own processors (through SQLAlchemy's DATETIME) cost ~13 µs an instant
-# here, several per event; these give the same text and values (a unit test holds
-# them to the processors) in ~1 µs.
+# Conversions of `schema.Instant` on SQLite, written out: the type's own processors
+# (through SQLAlchemy's DATETIME) cost ~13 µs an instant here, two per event; these
+# give the same text and values (a unit test holds them to the processors) in ~1 µs.
 
 
 def instant_in(value: datetime) -> str:
@@ -774,24 +692,15 @@ def instant_out(value: str) -> datetime:
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
-def money_in(value: Decimal) -> str:
-    """Yuan as `schema.Money` stores them on SQLite: decimal text, never an exponent."""
-    return f"{value:f}"
-
-
-def money_out(value: str) -> Decimal:
-    """Yuan as `schema.Money` reads them back: `Decimal`."""
-    return Decimal(value)
-
-
-def _counting_record(head: Sequence[Any], claims_: Sequence[Claim]) -> EventRecord:
-    event_id, event_type, customer_id, phase = head
+def _counting_record(row: Sequence[Any]) -> EventRecord:
+    """A record carrying what counting needs (a row of `restore`): no decision, no data."""
+    event_id, event_type, customer_id, phase, claims = row[:5]
     event = Event(event_id, event_type, customer_id, _EPOCH)
     decision = Decision(event_id, customer_id, event_type, phase, _UNREAD, (), (), _EPOCH)
-    return EventRecord(event, "", phase, decision, tuple(claims_))
+    return EventRecord(event, "", phase, decision, decode_claims(event_id, customer_id, claims))
 
 
-# Placeholders in the records built only for counting (see `_counting_records`).
+# Placeholders in the records built only for counting (see `_counting_record`).
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNREAD = RiskAssessment(Verdict.ALLOW, ("decision not read: rebuilding counts",))
 

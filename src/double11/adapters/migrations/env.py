@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from double11.adapters.schema import metadata
+from double11.adapters.schema import declared_on, metadata
 
 config = context.config
 
@@ -27,7 +27,13 @@ def run_offline() -> None:
 
 
 def run_online(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=metadata)
+    dialect = connection.dialect.name
+
+    def include(item: object, _name: object, _type: str, reflected: bool, _other: object) -> bool:
+        # For autogenerate: an index the schema declares for another dialect only.
+        return reflected or declared_on(item, dialect)
+
+    context.configure(connection=connection, target_metadata=metadata, include_object=include)
     # The caller's connection is already in its transaction, so this begins none.
     with context.begin_transaction():
         context.run_migrations()
