@@ -6,7 +6,7 @@ import asyncio
 import os
 import secrets
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -14,8 +14,10 @@ import typer
 from rich.console import Console
 
 from double11.campaign_file import load_campaign
+from double11.domain.campaign import Campaign
+from double11.engine.pipeline import DEFAULT_MAX_AHEAD
 from double11.errors import CampaignFileError
-from double11.settings import DEFAULT_DB, Settings
+from double11.settings import DEFAULT_BODY_LIMIT, DEFAULT_DB, MAX_AHEAD_LIMIT, Settings
 
 app = typer.Typer(
     help="double11: decide a bank's Singles' Day campaign in real time.",
@@ -42,6 +44,18 @@ def _instant(text: str | None) -> datetime | None:
     return value
 
 
+def _positive_seconds(value: float) -> float:
+    # Positive, not merely non-negative: with 0 an event stamped a microsecond after
+    # the engine's clock reads it would be refused. NaN fails this test too.
+    if not value > 0:
+        raise typer.BadParameter(f"must be a positive number of seconds, not {value}")
+    if value > MAX_AHEAD_LIMIT.total_seconds():
+        raise typer.BadParameter(
+            f"must be at most {MAX_AHEAD_LIMIT.total_seconds():.0f} seconds, not {value}"
+        )
+    return value
+
+
 def _api_keys() -> dict[str, str]:
     from double11.api.auth import parse_api_keys
 
@@ -53,15 +67,20 @@ def _api_keys() -> dict[str, str]:
         raise typer.Exit(2) from None
 
 
-@app.command()
-def check(campaign: CampaignArg) -> None:
-    """Validate a campaign file; exit non-zero naming each broken field."""
+def _load_or_exit(campaign: Path) -> Campaign:
+    """The campaign in the file, or exit 1 printing each problem on a line of its own."""
     try:
-        loaded = load_campaign(campaign)
+        return load_campaign(campaign)
     except CampaignFileError as exc:
         for problem in exc.problems:
             err.print(f"{campaign}: {problem}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+
+
+@app.command()
+def check(campaign: CampaignArg) -> None:
+    """Validate a campaign file; exit non-zero naming each broken field."""
+    loaded = _load_or_exit(campaign)
     out.print(
         f"{campaign}: OK: campaign {loaded.id!r}, {len(loaded.phases)} phases, "
         f"{len(loaded.event_types)} event types, {len(loaded.mechanics)} mechanics",
@@ -85,18 +104,29 @@ def serve(
     ] = 1.0,
     synchronous: Annotated[str, typer.Option(help="SQLite synchronous: FULL or NORMAL")] = "FULL",
     log_level: Annotated[str, typer.Option(help="uvicorn's log level")] = "warning",
+    max_ahead: Annotated[
+        float,
+        typer.Option(
+            metavar="SECONDS",
+            callback=_positive_seconds,
+            help="refuse an event whose `at` is more than this far ahead of the engine's clock",
+        ),
+    ] = DEFAULT_MAX_AHEAD.total_seconds(),
+    body_limit: Annotated[
+        int,
+        typer.Option(
+            metavar="BYTES",
+            min=1,
+            help="refuse a request body larger than this with 413",
+        ),
+    ] = DEFAULT_BODY_LIMIT,
 ) -> None:
     """Serve the HTTP API for a campaign."""
     import uvicorn
 
     from double11.serving import SETTINGS_ENV, settings_to_env
 
-    try:
-        load_campaign(campaign)
-    except CampaignFileError as exc:
-        for problem in exc.problems:
-            err.print(f"{campaign}: {problem}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+    _load_or_exit(campaign)
     if workers > 1 and not db.startswith(("postgresql", "postgres:")):
         err.print("[red]--workers > 1 needs PostgreSQL and Redis: SQLite has one writer[/red]")
         raise typer.Exit(2)
@@ -108,16 +138,25 @@ def serve(
     if not keys:
         key = secrets.token_urlsafe(24)
         keys = {key: "admin"}
-        err.print(f"DOUBLE11_API_KEYS is not set; this run's admin key is: {key}")
+        # One line whatever the terminal's width, so the key can be copied (and read by tests).
+        err.print(
+            f"DOUBLE11_API_KEYS is not set; this run's admin key is: {key}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     settings = Settings(
         campaign_path=str(campaign.resolve()),
         db_url=db,
         redis_url=redis,
         now=_instant(now),
         clock_speed=speed,
+        max_ahead=timedelta(seconds=max_ahead),
+        body_limit=body_limit,
         api_keys=keys,
         sqlite_synchronous=synchronous.upper(),
     )
+    # Every worker process builds its settings from this one variable (serving.py).
     os.environ[SETTINGS_ENV] = settings_to_env(settings)
     uvicorn.run(
         "double11.serving:app_factory",
