@@ -31,32 +31,39 @@ def normalise_data(spec: EventType, data: Mapping[str, Any]) -> dict[str, Any]:
 
     Fields the type does not declare pass through unchanged: bank systems add
     context we do not decide on, and refusing it would make them brittle.
+    A dict that needs no converting is returned as it is, not copied.
     """
-    out = dict(data)
+    out: dict[str, Any] | None = None
     for f in spec.fields:
         value = data.get(f.name)
-        path = f"data.{f.name}"
         if value is None:
             if f.required:
-                raise InvalidInput("is required", field=path)
+                raise InvalidInput("is required", field=f"data.{f.name}")
             continue
-        out[f.name] = _coerce(f.kind, value, path)
-    return out
+        coerced = _coerce(f.kind, value, f.name)
+        if coerced is not value:
+            if out is None:
+                out = dict(data)
+            out[f.name] = coerced
+    if out is not None:
+        return out
+    return data if isinstance(data, dict) else dict(data)
 
 
-def _coerce(kind: FieldKind, value: Any, path: str) -> Any:
+def _coerce(kind: FieldKind, value: Any, name: str) -> Any:
     if kind is FieldKind.STRING:
         if not isinstance(value, str):
-            raise InvalidInput("must be a string", field=path)
+            raise InvalidInput("must be a string", field=f"data.{name}")
         return value
     if kind is FieldKind.BOOLEAN:
         if not isinstance(value, bool):
-            raise InvalidInput("must be true or false", field=path)
+            raise InvalidInput("must be true or false", field=f"data.{name}")
         return value
     if kind is FieldKind.INTEGER:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidInput("must be an integer", field=path)
+            raise InvalidInput("must be an integer", field=f"data.{name}")
         return value
+    path = f"data.{name}"
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         raise InvalidInput("must be an amount in yuan, as a string or a number", field=path)
     # A JSON number arrives as float; its shortest repr is the decimal the sender wrote.
@@ -68,10 +75,11 @@ def _coerce(kind: FieldKind, value: Any, path: str) -> Any:
         raise InvalidInput("must be a finite, non-negative amount", field=path)
     if amount > MAX_AMOUNT:
         raise InvalidInput(f"must not exceed {MAX_AMOUNT}", field=path)
-    if amount != amount.quantize(CENT):
-        raise InvalidInput("must have at most two decimal places", field=path)
     # Two places always, so "1000", 1000 and "1000.00" are the same amount and body.
-    return amount.quantize(CENT)
+    cents = amount.quantize(CENT)
+    if amount != cents:
+        raise InvalidInput("must have at most two decimal places", field=path)
+    return cents
 
 
 # Plain decimal notation only: no exponents, underscores, NaN or infinities.

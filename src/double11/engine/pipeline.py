@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from types import MappingProxyType
 
 import msgspec
 
@@ -19,15 +20,16 @@ from double11.domain.errors import (
 )
 from double11.domain.events import Event, normalise_data
 from double11.domain.facts import Facts
-from double11.domain.limits import ClaimOutcome
-from double11.domain.rules import plan, settle
+from double11.domain.limits import Claim, ClaimOutcome
+from double11.domain.rules import Rules
+from double11.domain.values import value
 from double11.engine.ports import Clock, EventRecord, RiskStep, Stores
 from double11.errors import Unavailable
 
 DEFAULT_MAX_AHEAD = timedelta(minutes=5)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Submitted:
     """The decision for an event, and whether it was a replay of one already decided."""
 
@@ -63,20 +65,31 @@ class Engine:
         self.risk = risk
         self.max_ahead = max_ahead
 
+    @property
+    def campaign(self) -> Campaign:
+        return self._rules.campaign
+
+    @campaign.setter
+    def campaign(self, campaign: Campaign) -> None:
+        # The campaign's mechanics are indexed once, here, not on every event.
+        self._rules = Rules(campaign)
+
     def validate(self, event: Event, now: datetime) -> Event:
         """Check the event against the campaign and the clock at `now`; return it typed."""
-        spec = self.campaign.event_types.get(event.type)
+        spec = self._rules.campaign.event_types.get(event.type)
         if spec is None:
             raise UnknownEventType(f"{event.type!r} is not an event type of this campaign", "type")
-        if event.at.tzinfo is None:
+        at = event.at
+        if at.tzinfo is None:
             raise InvalidInput("must carry a time zone offset", "at")
-        if event.at > now + self.max_ahead:
+        if at > now + self.max_ahead:
             raise EventTooFarAhead(
                 f"is more than {self.max_ahead} ahead of the engine's clock", "at"
             )
-        return Event(
-            event.id, event.type, event.customer_id, event.at, normalise_data(spec, event.data)
-        )
+        data = normalise_data(spec, event.data)
+        if data is event.data:
+            return event  # nothing to convert: the event is already typed
+        return Event(event.id, event.type, event.customer_id, at, data)
 
     async def submit(self, event: Event) -> Submitted:
         """Decide one event exactly once; a replay returns the first decision."""
@@ -91,18 +104,20 @@ class Engine:
         customer = await stores.customers.get_customer(event.customer_id)
         if customer is None:
             raise UnknownCustomer(f"no customer {event.customer_id!r}", "customer_id")
-        phase = self.campaign.phase_at(event.at)
-        phase_name = phase.name if phase else None
-        state = await stores.limits.observe(event, phase_name)
-        facts = Facts(customer, event, state, phase_name)
-        the_plan = plan(self.campaign, facts)
+        rules = self._rules
+        phase = rules.phase_at(event.at)
+        state = await stores.limits.observe(event, phase)
+        facts = Facts(customer, event, state, phase)
+        the_plan = rules.plan(facts)
         risk = await self.risk.assess(facts)
-        taken: dict[str, ClaimOutcome] = {}
-        if risk.verdict is Verdict.ALLOW and the_plan.claims:
-            taken = dict(await stores.limits.take(the_plan.claims))
-        decision = settle(the_plan, facts, risk, taken, now)
-        mine = tuple(c for c in the_plan.claims if taken.get(c.mechanic_id) is ClaimOutcome.TAKEN)
-        record = EventRecord(event, print_, phase_name, decision, mine)
+        claims = the_plan.claims
+        taken: Mapping[str, ClaimOutcome] = _NOTHING_TAKEN
+        mine: tuple[Claim, ...] = ()
+        if claims and risk.verdict is Verdict.ALLOW:
+            taken = await stores.limits.take(claims)
+            mine = _taken(claims, taken)
+        decision = rules.settle(the_plan, facts, risk, taken, now)
+        record = EventRecord(event, print_, phase, decision, mine)
         try:
             stored = await stores.events.commit(record)
         except Exception as exc:
@@ -110,7 +125,7 @@ class Engine:
             await stores.limits.release(mine)
             raise Unavailable(f"the event could not be committed: {type(exc).__name__}") from exc
         if stored is record:
-            return Submitted(decision, replayed=False)
+            return Submitted(decision, False)
         return self._replay(stored, print_)
 
     @staticmethod
@@ -119,4 +134,15 @@ class Engine:
             raise EventIdReused(
                 f"event {prior.event.id!r} was already sent with a different body", "id"
             )
-        return Submitted(prior.decision, replayed=True)
+        return Submitted(prior.decision, True)
+
+
+_NOTHING_TAKEN: Mapping[str, ClaimOutcome] = MappingProxyType({})
+
+
+def _taken(claims: tuple[Claim, ...], taken: Mapping[str, ClaimOutcome]) -> tuple[Claim, ...]:
+    """The claims that were taken; usually all of them, so the same tuple."""
+    for claim in claims:
+        if taken.get(claim.mechanic_id) is not ClaimOutcome.TAKEN:
+            return tuple(c for c in claims if taken.get(c.mechanic_id) is ClaimOutcome.TAKEN)
+    return claims
