@@ -8,10 +8,10 @@ loop each is atomic.
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from time import monotonic
 
 from double11.domain.customer import Customer
 from double11.domain.events import Event
@@ -21,6 +21,7 @@ from double11.domain.limits import Claim, ClaimOutcome, LimitCounters, MechanicU
 from double11.engine.ports import EventRecord
 
 RETAIN_S = 120.0
+_GENERATIONS = 4
 
 
 @dataclass(slots=True)
@@ -31,16 +32,28 @@ class _Counts:
     campaign: dict[str, int] = field(default_factory=dict)
     perks: dict[str, str] = field(default_factory=dict)
 
-    def count(self, event_type: str, phase: str | None, by: int = 1) -> None:
+    def count(self, event_type: str, phase: str | None, by: int = 1) -> dict[str, int]:
+        """Count `by` events of a type in a phase; return the phase's counts."""
         self.campaign[event_type] = self.campaign.get(event_type, 0) + by
-        if phase is not None:
-            in_phase = self.phase.setdefault(phase, {})
-            in_phase[event_type] = in_phase.get(event_type, 0) + by
+        if phase is None:
+            return _NO_COUNTS
+        in_phase = self.phase.get(phase)
+        if in_phase is None:
+            in_phase = self.phase[phase] = {}
+        in_phase[event_type] = in_phase.get(event_type, 0) + by
+        return in_phase
 
-    def state(self, phase: str | None) -> CustomerState:
+    def observe(self, event_type: str, phase: str | None) -> CustomerState:
+        """Count one event and return the state as of it."""
+        in_phase = self.count(event_type, phase)
         # Copies: a state is a snapshot as of one event, and later events count on.
-        in_phase = self.phase.get(phase, {}) if phase is not None else {}
-        return CustomerState(dict(in_phase), dict(self.campaign), frozenset(self.perks))
+        perks = frozenset(self.perks) if self.perks else _NO_PERKS
+        return CustomerState(dict(in_phase), dict(self.campaign), perks)
+
+
+# Shared, never written: the counts of "no phase", and no perks.
+_NO_COUNTS: dict[str, int] = {}
+_NO_PERKS: frozenset[str] = frozenset()
 
 
 class MemoryStore:
@@ -52,16 +65,22 @@ class MemoryStore:
         self.ledger: defaultdict[str, list[LedgerEntry]] = defaultdict(list)
         self.counters = LimitCounters()
         self.counts: defaultdict[str, _Counts] = defaultdict(_Counts)
-        # Observations and claims of events not yet committed, so a concurrent
-        # duplicate of an in-flight event sees the same state and the same claims.
+        # The state each event observed, kept while it is in flight and for RETAIN_S
+        # seconds once committed: a concurrent duplicate, or one that looked for its
+        # event just before the original committed, sees the same state and does not
+        # count again. Older duplicates find the committed event first.
         self._observed: dict[str, CustomerState] = {}
+        # Claims taken by events in flight (a failed commit releases them), and by
+        # events committed in the last RETAIN_S seconds (never released again), so a
+        # duplicate gets the same claims and takes nothing twice.
         self._claimed: dict[tuple[str, str], Claim] = {}
-        # The same for events committed in the last RETAIN_S seconds: a duplicate that
-        # looked for its event just before the original committed must not count or
-        # take again. Older duplicates find the committed event first.
-        self._recent_observed: dict[str, CustomerState] = {}
-        self._recent_claimed: set[tuple[str, str]] = set()
-        self._recent: deque[tuple[float, str, tuple[tuple[str, str], ...]]] = deque()
+        self._recent_claims: dict[str, tuple[Claim, ...]] = {}
+        # The ids committed, by generations of RETAIN_S / _GENERATIONS seconds: one is
+        # forgotten when _GENERATIONS newer ones have begun, so at least RETAIN_S after
+        # its last commit. This costs an append per commit, where a deque of times
+        # cost a clock reading, a tuple and a check each.
+        self._generations: deque[list[str]] = deque([[]])
+        self._generation_ends = monotonic() + RETAIN_S / _GENERATIONS
 
     # customers
     async def get_customer(self, customer_id: str) -> Customer | None:
@@ -81,43 +100,44 @@ class MemoryStore:
 
     def apply(self, record: EventRecord) -> EventRecord:
         """Append a record unless its id is there; return the record that stands."""
-        existing = self.events.get(record.event.id)
+        event_id = record.event.id
+        existing = self.events.get(event_id)
         if existing is not None:
             return existing
-        self.events[record.event.id] = record
+        self.events[event_id] = record
         for entry in record.decision.grants:
             self.ledger[entry.customer_id].append(entry)
-        self._retire(record)
+        # The event's in-flight claims are now committed ones.
+        if record.claims:
+            claimed = self._claimed
+            for claim in record.claims:
+                claimed.pop((claim.event_id, claim.mechanic_id), None)
+            self._recent_claims[event_id] = record.claims
+        self._generations[-1].append(event_id)
+        if monotonic() >= self._generation_ends:
+            self._next_generation()
         return record
 
-    def _retire(self, record: EventRecord) -> None:
-        """Move a committed event's in-flight marks to the recent ones; forget old ones."""
-        now = time.monotonic()
-        event_id = record.event.id
-        observed = self._observed.pop(event_id, None)
-        if observed is not None:
-            self._recent_observed[event_id] = observed
-        keys = tuple((c.event_id, c.mechanic_id) for c in record.claims)
-        for key in keys:
-            self._claimed.pop(key, None)
-        self._recent_claimed.update(keys)
-        self._recent.append((now, event_id, keys))
-        while self._recent and now - self._recent[0][0] > RETAIN_S:
-            _, old_id, old_keys = self._recent.popleft()
-            self._recent_observed.pop(old_id, None)
-            self._recent_claimed.difference_update(old_keys)
+    def _next_generation(self) -> None:
+        """Begin a generation of committed ids; forget the marks of the oldest one."""
+        generations = self._generations
+        generations.append([])
+        self._generation_ends = monotonic() + RETAIN_S / _GENERATIONS
+        if len(generations) > _GENERATIONS + 1:
+            observed, recent = self._observed, self._recent_claims
+            for event_id in generations.popleft():
+                observed.pop(event_id, None)
+                recent.pop(event_id, None)
 
     async def ledger_for(self, customer_id: str) -> Sequence[LedgerEntry]:
         return tuple(self.ledger.get(customer_id, ()))
 
     # limit book
     async def observe(self, event: Event, phase: str | None) -> CustomerState:
-        seen = self._observed.get(event.id) or self._recent_observed.get(event.id)
+        seen = self._observed.get(event.id)
         if seen is not None:
             return seen
-        counts = self.counts[event.customer_id]
-        counts.count(event.type, phase)
-        state = counts.state(phase)
+        state = self.counts[event.customer_id].observe(event.type, phase)
         self._observed[event.id] = state
         return state
 
@@ -125,15 +145,21 @@ class MemoryStore:
         results: dict[str, ClaimOutcome] = {}
         for claim in claims:
             key = (claim.event_id, claim.mechanic_id)
-            if key in self._claimed or key in self._recent_claimed:
+            if key in self._claimed or self._taken_before(claim):
                 results[claim.mechanic_id] = ClaimOutcome.TAKEN
                 continue
             outcome = self.counters.take(claim)
             if outcome is ClaimOutcome.TAKEN:
                 self._claimed[key] = claim
-                self._hold_perks(claim)
+                if claim.perks:
+                    self._hold_perks(claim)
             results[claim.mechanic_id] = outcome
         return results
+
+    def _taken_before(self, claim: Claim) -> bool:
+        """Whether a recently committed event took this claim."""
+        committed = self._recent_claims.get(claim.event_id)
+        return committed is not None and any(c.mechanic_id == claim.mechanic_id for c in committed)
 
     async def release(self, claims: Sequence[Claim]) -> None:
         for claim in claims:

@@ -61,29 +61,20 @@ class LimitCounters:
 
     def check(self, claim: Claim) -> ClaimOutcome:
         """What taking `claim` now would give, without taking it."""
-        if claim.cap is not None and self.caps.get(claim.cap_key, 0) >= claim.cap:
-            return ClaimOutcome.CAP_REACHED
-        used = self.usage.get(claim.mechanic_id, MechanicUsage())
-        if claim.quota is not None and used.granted >= claim.quota:
-            return ClaimOutcome.QUOTA_EXHAUSTED
-        if claim.budget is not None and used.spent + claim.cost > claim.budget:
-            return ClaimOutcome.BUDGET_EXHAUSTED
-        return ClaimOutcome.TAKEN
+        return self._check(claim, claim.cap_key if claim.cap is not None else "")
 
     def take(self, claim: Claim) -> ClaimOutcome:
         """Take `claim` if every limit allows it; change nothing otherwise."""
-        outcome = self.check(claim)
+        # The cap's key is made once here, for the check and the count alike.
+        cap_key = claim.cap_key if claim.cap is not None else ""
+        outcome = self._check(claim, cap_key)
         if outcome is ClaimOutcome.TAKEN:
-            self.add(claim)
+            self._add(claim, cap_key)
         return outcome
 
     def add(self, claim: Claim) -> None:
         """Count a claim as taken, unconditionally (used when rebuilding from the ledger)."""
-        used = self.usage.setdefault(claim.mechanic_id, MechanicUsage())
-        used.granted += 1
-        used.spent += claim.cost
-        if claim.cap is not None:
-            self.caps[claim.cap_key] = self.caps.get(claim.cap_key, 0) + 1
+        self._add(claim, claim.cap_key)
 
     def release(self, claim: Claim) -> None:
         """Give back a taken claim whose grant was never written."""
@@ -92,3 +83,26 @@ class LimitCounters:
         used.spent -= claim.cost
         if claim.cap is not None:
             self.caps[claim.cap_key] = self.caps.get(claim.cap_key, 0) - 1
+
+    def _check(self, claim: Claim, cap_key: str) -> ClaimOutcome:
+        if claim.cap is not None and self.caps.get(cap_key, 0) >= claim.cap:
+            return ClaimOutcome.CAP_REACHED
+        used = self.usage.get(claim.mechanic_id, _UNUSED)
+        if claim.quota is not None and used.granted >= claim.quota:
+            return ClaimOutcome.QUOTA_EXHAUSTED
+        if claim.budget is not None and used.spent + claim.cost > claim.budget:
+            return ClaimOutcome.BUDGET_EXHAUSTED
+        return ClaimOutcome.TAKEN
+
+    def _add(self, claim: Claim, cap_key: str) -> None:
+        used = self.usage.get(claim.mechanic_id)
+        if used is None:
+            used = self.usage[claim.mechanic_id] = MechanicUsage()
+        used.granted += 1
+        used.spent += claim.cost
+        if claim.cap is not None:
+            self.caps[cap_key] = self.caps.get(cap_key, 0) + 1
+
+
+# What `_check` reads for a mechanic nothing was granted under yet; never written.
+_UNUSED = MechanicUsage()
