@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
+from time import monotonic
 
 
 class SystemClock:
@@ -24,11 +24,11 @@ class StartedClock:
             raise ValueError("the start instant must be time-zone aware")
         self._start = start
         self._speed = speed
-        self._origin = time.monotonic()
+        self._origin = monotonic()
 
     def now(self) -> datetime:
-        elapsed = (time.monotonic() - self._origin) * self._speed
-        return self._start + timedelta(seconds=elapsed)
+        # timedelta(days, seconds) positionally: keywords made this call twice as slow.
+        return self._start + timedelta(0, (monotonic() - self._origin) * self._speed)
 
     @property
     def speed(self) -> float:
