@@ -22,8 +22,8 @@ def test_ids_never_added_are_mostly_reported_absent() -> None:
     seen = IdFilter(bits=1 << 16)
     seen.add_all(f"evt-{i}" for i in range(5_000))
     false_positives = sum(seen.might_contain(f"other-{i}") for i in range(20_000))
-    # 5,000 ids in 65,536 bits with 7 hashes: about 0.3% expected; allow for chance.
-    assert false_positives < 200
+    # 5,000 ids in 65,536 bits with 3 probes: about 0.9% (~171) expected; allow for chance.
+    assert false_positives < 300
 
 
 def test_odd_ids_with_lone_surrogates_are_hashed_not_refused() -> None:
