@@ -134,8 +134,8 @@ def _describe(node: mi.Type, patterns: Mapping[str, str]) -> str | None:
     }
     if isinstance(node, mi.DateTimeType):
         if node.tz:
-            return "must be an instant with an offset, e.g. 2026-11-01T10:00:00+08:00"
-        return "must be an instant, e.g. 2026-11-01T10:00:00"
+            return "must be an instant with an offset, e.g. 2026-11-11T00:00:00+08:00"
+        return "must be an instant, e.g. 2026-11-11T00:00:00"
     return next((words for kind, words in simple.items() if isinstance(node, kind)), None)
 
 

@@ -501,6 +501,52 @@ async def test_a_bad_profile_is_422_naming_the_field_and_writes_nothing(
     assert store.customers == {}
 
 
+# What a field must be, said from the body's type in the campaign file's words, not
+# msgspec's ("Invalid enum value 'C9'", "Expected `int | null`, got `str`").
+BODY_MESSAGES: list[tuple[str, str, str, Any, str, str]] = [
+    ("risk tolerance unknown", "PUT", "/v1/customers/c-7", {"risk_tolerance": "C9"},
+     "risk_tolerance", "must be one of C1, C2, C3, C4, C5"),
+    ("age a string", "PUT", "/v1/customers/c-7", {"age": "30"},
+     "age", "must be a whole number from 0 to 150"),
+    ("is_new a word", "PUT", "/v1/customers/c-7", {"is_new": "yes"},
+     "is_new", "must be true or false"),
+    ("segment a number", "PUT", "/v1/customers/c-7", {"segments": ["a", 1]},
+     "segments[1]", "must be text"),
+    ("profile an array", "PUT", "/v1/customers/c-7", [], "body", "must be a mapping"),
+    ("event id a number", "POST", "/v1/events", {**event("e-9"), "id": 9},
+     "id", "must be text of 1 to 128 characters"),
+    ("naive instant", "POST", "/v1/events", {**event("e-9"), "at": "2026-11-01T09:30:00"},
+     "at", "must be an instant with an offset, e.g. 2026-11-11T00:00:00+08:00"),
+    ("instant a number", "POST", "/v1/events", {**event("e-9"), "at": 1793500000},
+     "at", "must be an instant with an offset, e.g. 2026-11-11T00:00:00+08:00"),
+    ("data an array", "POST", "/v1/events", {**event("e-9"), "data": [1]},
+     "data", "must be a mapping"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field", "message"),
+    [pytest.param(*case, id=name) for name, *case in BODY_MESSAGES],
+)
+async def test_a_body_of_the_wrong_shape_says_what_the_field_must_be(
+    client: httpx.AsyncClient,
+    customer: Customer,
+    method: str,
+    path: str,
+    body: Any,
+    field: str,
+    message: str,
+    producer: dict[str, str],
+    written: Written,
+) -> None:
+    before = written()
+    response = await client.request(method, path, json=body, headers=producer)
+    problem = assert_problem(response, 422, field)
+    assert problem["errors"] == [{"field": field, "message": message}]
+    assert problem["detail"] == f"{field}: {message}"
+    assert written() == before
+
+
 async def test_a_customer_id_longer_than_128_characters_is_refused(
     client: httpx.AsyncClient, store: MemoryStore, producer: dict[str, str]
 ) -> None:

@@ -344,6 +344,16 @@ async def test_a_bad_event_is_the_same_problem_on_the_fast_path(
     assert [e["field"] for e in problem.get("errors", [])] == ([field] if field else [])
 
 
+async def test_the_fast_path_says_what_a_field_must_be_in_the_campaign_files_words(
+    twins: Twins, bearer: Header
+) -> None:
+    answer = await twins.both(post(body_of(id=9), bearer, JSON))
+    assert answer.status == 422
+    message = "must be text of 1 to 128 characters"  # not msgspec's "Expected `str`, got `int`"
+    assert answer.problem["errors"] == [{"field": "id", "message": message}]
+    assert answer.problem["detail"] == f"id: {message}"
+
+
 async def test_a_reused_event_id_is_the_same_409_on_the_fast_path(
     twins: Twins, bearer: Header
 ) -> None:

@@ -389,7 +389,7 @@ BROKEN = {
     "phase start not an instant": (
         "start: 2026-10-27T00:00:00+08:00",
         "start: tomorrow",
-        "phases[0].start: must be an instant with an offset, e.g. 2026-11-01T10:00:00+08:00",
+        "phases[0].start: must be an instant with an offset, e.g. 2026-11-11T00:00:00+08:00",
         "start: tomorrow",
     ),
     "triggers not a list": (

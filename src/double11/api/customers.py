@@ -81,7 +81,7 @@ def to_customer(customer_id: str, body: bytes) -> Customer:
         profile = _profile_decoder.decode(body)
         fields = _fields_decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise invalid_body(exc) from None
+        raise invalid_body(exc, CustomerIn) from None
     except msgspec.DecodeError as exc:
         raise malformed_json(exc) from None
     if profile.id is not None and profile.id != customer_id:

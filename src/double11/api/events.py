@@ -66,7 +66,7 @@ class EventsEndpoint:
             try:
                 incoming = _decoder.decode(body)
             except msgspec.ValidationError as exc:
-                raise invalid_body(exc) from None
+                raise invalid_body(exc, EventIn) from None
             except msgspec.DecodeError as exc:
                 raise malformed_json(exc) from None
             event_type = incoming.type

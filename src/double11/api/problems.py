@@ -28,7 +28,7 @@ from double11.errors import (
     UnknownCustomer,
     UnknownEventType,
 )
-from double11.validation import read_problem
+from double11.validation import expectation, read_problem
 
 logger = logging.getLogger(__name__)
 
@@ -115,20 +115,26 @@ def from_error(exc: Double11Error) -> ProblemError:
     )
 
 
-def field_error(exc: msgspec.ValidationError) -> FieldError:
-    """Translate msgspec's "Expected `str`, got `int` - at `$.data.amount`" to a field error."""
+def field_error(exc: msgspec.ValidationError, body: type) -> FieldError:
+    """Translate msgspec's "Expected `str`, got `int` - at `$.data.amount`" to a field error.
+
+    `body` is the type the request was decoded to: what a field must be is said
+    from it, in the words the campaign file's problems use, and msgspec's own
+    text is kept only where the type says nothing.
+    """
     problem = read_problem(str(exc))
     if problem.missing is not None:
         return FieldError(problem.field, "is required")
     if problem.unknown is not None:
         return FieldError(problem.field, "is not a known field")
+    message = expectation(body, problem.path) or problem.message
     # An error about the whole body (e.g. an array where an object belongs) has no path.
-    return FieldError(problem.path or "body", problem.message)
+    return FieldError(problem.path or "body", message)
 
 
-def invalid_body(exc: msgspec.ValidationError) -> ProblemError:
-    """The 422 problem for a body that is JSON but not of the expected shape."""
-    error = field_error(exc)
+def invalid_body(exc: msgspec.ValidationError, body: type) -> ProblemError:
+    """The 422 problem for a body that is JSON but not of the type `body`."""
+    error = field_error(exc, body)
     return ProblemError(
         422,
         "invalid input",
