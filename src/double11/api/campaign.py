@@ -24,8 +24,13 @@ from double11.engine.pipeline import Engine
 
 
 def campaign_out(campaign: Campaign, usage: dict[str, MechanicUsage], now: datetime) -> CampaignOut:
-    """The wire form of a campaign with its usage as of `now`."""
+    """The wire form of a campaign with its usage as of `now`, every instant in its zone.
+
+    The loader keeps phases in UTC, for fast comparisons; the answer shows them,
+    and the clock's reading, as the campaign file speaks: in the campaign's zone.
+    """
     current = campaign.phase_at(now)
+    zone = campaign.zone
     mechanics = []
     for m in campaign.mechanics:
         used = usage.get(m.id, MechanicUsage(0, ZERO))
@@ -45,9 +50,12 @@ def campaign_out(campaign: Campaign, usage: dict[str, MechanicUsage], now: datet
         id=campaign.id,
         name=campaign.name,
         timezone=campaign.timezone,
-        now=now,
+        now=now.astimezone(zone),
         current_phase=current.name if current else None,
-        phases=[PhaseOut(p.name, p.start, p.end) for p in campaign.phases],
+        phases=[
+            PhaseOut(p.name, p.start.astimezone(zone), p.end.astimezone(zone))
+            for p in campaign.phases
+        ],
         event_types=[
             EventTypeOut(
                 name=t.name,

@@ -6,7 +6,7 @@ Profiles are personal data: nothing here logs a profile or a customer id.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
@@ -121,41 +121,49 @@ def profile_body(customer: Customer) -> bytes:
     return encoder.encode(out)
 
 
-def _granted(item: WalletItem) -> dict[str, Any]:
+def _granted(item: WalletItem, zone: tzinfo) -> dict[str, Any]:
     entry = item.entry
     return {
         "entry_id": entry.id,
         "mechanic_id": entry.mechanic_id,
         "event_id": entry.event_id,
-        "granted_at": entry.at,
+        # The event's own offset, whatever its sender used: shown in the campaign's zone.
+        "granted_at": entry.at.astimezone(zone),
         "state": item.state,
     }
 
 
-def wallet_out(wallet: Wallet, as_of: datetime) -> WalletOut:
-    """The wire form of a folded wallet."""
+def wallet_out(wallet: Wallet, as_of: datetime, zone: tzinfo) -> WalletOut:
+    """The wire form of a folded wallet, every instant in `zone`, the campaign's."""
     coupons = []
     for item in wallet.coupons:
         attributes = dict(item.entry.attributes)
-        expires = attributes.get("expires_at")
+        expires_at = None
+        if expires := attributes.get("expires_at"):
+            # The ledger keeps it in the offset the campaign file gave; the attribute is
+            # rewritten too, so that one answer never shows one instant in two zones.
+            expires_at = datetime.fromisoformat(expires).astimezone(zone)
+            attributes["expires_at"] = expires_at.isoformat()
         coupons.append(
             CouponItem(
-                **_granted(item),
+                **_granted(item, zone),
                 coupon=attributes.get("coupon", ""),
-                expires_at=datetime.fromisoformat(expires) if expires else None,
+                expires_at=expires_at,
                 attributes=attributes,
             )
         )
     return WalletOut(
         customer_id=wallet.customer_id,
-        as_of=as_of,
+        as_of=as_of.astimezone(zone),
         points=wallet.points,
         perks=[
-            PerkItem(**_granted(i), perk=i.entry.attributes.get("perk", "")) for i in wallet.perks
+            PerkItem(**_granted(i, zone), perk=i.entry.attributes.get("perk", ""))
+            for i in wallet.perks
         ],
         coupons=coupons,
         lottery_tickets=[
-            TicketItem(**_granted(i), quantity=i.entry.quantity) for i in wallet.lottery_tickets
+            TicketItem(**_granted(i, zone), quantity=i.entry.quantity)
+            for i in wallet.lottery_tickets
         ],
         active_tickets=wallet.ticket_count,
     )
@@ -190,4 +198,5 @@ class CustomersEndpoint:
             raise NotFound(f"no customer {customer_id!r}")
         now = self.engine.clock.now()
         wallet = fold(customer_id, await stores.events.ledger_for(customer_id), now)
-        return Response(encoder.encode(wallet_out(wallet, now)), media_type="application/json")
+        out = wallet_out(wallet, now, self.engine.campaign.zone)
+        return Response(encoder.encode(out), media_type="application/json")
