@@ -13,7 +13,7 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -46,6 +46,7 @@ CAMPAIGN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 Instant = Annotated[datetime, msgspec.Meta(tz=True)]
+_T = TypeVar("_T")
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True):
@@ -171,7 +172,7 @@ def parse_campaign(text: str) -> Campaign:
     _check_sections(raw, tree, _SECTIONS, "", problems)
     if not problems:
         try:
-            doc = msgspec.convert(raw, CampaignDoc, strict=False)
+            doc = _convert(raw, CampaignDoc)
         except msgspec.ValidationError as exc:
             problems.append(_msgspec_problem(str(exc), CampaignDoc, "", tree))
     if problems:
@@ -229,9 +230,18 @@ def _check_sections(
             if len(problems) > before:
                 continue
             try:
-                msgspec.convert(value, kind, strict=False)
+                _convert(value, kind)
             except msgspec.ValidationError as exc:
                 problems.append(_msgspec_problem(str(exc), kind, where, tree))
+
+
+def _convert(raw: Any, kind: type[_T]) -> _T:
+    """YAML's values as `kind`, strictly: YAML has already typed every scalar.
+
+    msgspec's lax mode would read `start: 5`, or `start: "5"`, as a Unix
+    timestamp and `quota: "100"` as a number; a campaign file says what it means.
+    """
+    return msgspec.convert(raw, kind, strict=True)
 
 
 # What the file's string patterns mean, in words.
@@ -257,7 +267,16 @@ def _msgspec_problem(message: str, root: type, prefix: str, tree: yaml.Node | No
         return _bad_key(path, tree)
     words = expectation(root, problem.path, _PATTERNS)
     msg = problem.message
+    if words is not None and "got `str`" in msg and _quoted(tree, path):
+        # Converted strictly, `quota: "100"` is text; the file's amounts are quoted, so
+        # say why a quoted number is not one.
+        words += ", not text in quotes"
     return Problem(path, words or (msg[0].lower() + msg[1:] if msg else msg))
+
+
+def _quoted(tree: yaml.Node | None, path: str) -> bool:
+    node = _node_at(tree, path)
+    return isinstance(node, yaml.ScalarNode) and node.style in ("'", '"')
 
 
 def _bad_key(path: str, tree: yaml.Node | None) -> Problem:
@@ -546,7 +565,8 @@ def _rate_boost(
             ok = False
     until = _instant_or_phase_end(c.valid_until, phases, zone_name)
     if until is None:
-        bad(f"{where}.valid_until", "must be a phase name or an instant with an offset")
+        instant = (expectation(Instant, "") or "").removeprefix("must be ")
+        bad(f"{where}.valid_until", f"must be a phase name or {instant}")
     if not ok or until is None:
         return None
     return RateBoostCouponGrant(

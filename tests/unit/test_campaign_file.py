@@ -582,6 +582,61 @@ def test_a_coupon_valid_until_a_list_is_a_located_problem_not_a_crash(
     assert problems[0].startswith("mechanics[2].grants[0].rate_boost_coupon.valid_until:")
 
 
+# ---------------------------------------------------------------- instants
+
+OFFSET_NEEDED = "must be an instant with an offset, e.g. 2026-11-11T00:00:00+08:00"
+# A Unix timestamp of the warm-up's start: msgspec's lax mode would have read it as one.
+TIMESTAMP = "1793030400"
+
+
+def located(text: str, path: str, message: str, line_text: str) -> str:
+    return f"{path}: {message} (line {line_of(text, line_text)})"
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        TIMESTAMP,
+        f"{TIMESTAMP}.5",
+        "-1",
+        f'"{TIMESTAMP}"',
+        "2026-10-27",
+        "2026-10-27T00:00:00",
+        '"2026-10-27T00:00:00"',
+    ],
+    ids=["integer", "float", "negative", "quoted number", "date", "naive", "quoted naive"],
+)
+def test_a_phase_start_that_is_not_an_instant_with_an_offset_is_refused_at_its_line(
+    example_text: str, written: str
+) -> None:
+    text = edit(example_text, "start: 2026-10-27T00:00:00+08:00", f"start: {written}")
+    problem = located(text, "phases[0].start", OFFSET_NEEDED, f"start: {written}\n")
+    assert problems_of(text) == [problem]
+
+
+@pytest.mark.parametrize("key", ["valid_from", "valid_until"])
+def test_a_limit_window_given_as_a_number_is_refused_at_its_line(
+    example_text: str, key: str
+) -> None:
+    text = edit(example_text, "      per: day", f"      per: day\n      {key}: {TIMESTAMP}")
+    problem = located(text, f"mechanics[3].limits.{key}", OFFSET_NEEDED, f"{key}: {TIMESTAMP}")
+    assert problems_of(text) == [problem]
+
+
+def test_a_coupon_valid_until_a_number_is_refused_at_its_line(example_text: str) -> None:
+    text = edit(example_text, "valid_until: main_day ", f"valid_until: {TIMESTAMP} ")
+    path = "mechanics[2].grants[0].rate_boost_coupon.valid_until"
+    message = "must be a phase name or an instant with an offset, e.g. 2026-11-11T00:00:00+08:00"
+    assert problems_of(text) == [located(text, path, message, f"valid_until: {TIMESTAMP}")]
+
+
+def test_a_quoted_number_is_text_and_the_problem_says_so(example_text: str) -> None:
+    text = edit(example_text, "quota: 10000 ", 'quota: "10000" ')
+    message = "must be a positive integer, not text in quotes"
+    problem = located(text, "mechanics[0].limits.quota", message, 'quota: "10000"')
+    assert problems_of(text) == [problem]
+
+
 @pytest.mark.parametrize(
     ("old", "new", "path"),
     [
