@@ -51,15 +51,15 @@ def normalise_data(spec: EventType, data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _coerce(kind: FieldKind, value: Any, name: str) -> Any:
-    if kind is FieldKind.STRING:
+    if kind is _STRING:
         if not isinstance(value, str):
             raise InvalidInput("must be a string", field=f"data.{name}")
         return value
-    if kind is FieldKind.BOOLEAN:
+    if kind is _BOOLEAN:
         if not isinstance(value, bool):
             raise InvalidInput("must be true or false", field=f"data.{name}")
         return value
-    if kind is FieldKind.INTEGER:
+    if kind is _INTEGER:
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidInput("must be an integer", field=f"data.{name}")
         return value
@@ -81,6 +81,9 @@ def _coerce(kind: FieldKind, value: Any, name: str) -> Any:
         raise InvalidInput("must have at most two decimal places", field=path)
     return cents
 
+
+# Bound to names: looking an enum member up on its class costs ~70 ns on Python 3.11.
+_STRING, _BOOLEAN, _INTEGER = FieldKind.STRING, FieldKind.BOOLEAN, FieldKind.INTEGER
 
 # Plain decimal notation only: no exponents, underscores, NaN or infinities.
 _AMOUNT = re.compile(r"-?\d{1,30}(\.\d{1,30})?")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
 import msgspec
@@ -38,14 +38,19 @@ class Submitted:
 
 
 _fingerprint_encoder = msgspec.json.Encoder(order="sorted")
+# Copied per event: a copy costs less than a blake2b(digest_size=...) call parsing its keywords.
+_blake2b_16 = hashlib.blake2b(digest_size=16)
 
 
 def fingerprint(event: Event) -> str:
     """A digest of what the sender said, so a reused id with another body is caught."""
-    body = _fingerprint_encoder.encode(
-        [event.type, event.customer_id, event.at.isoformat(), event.data]
+    digest = _blake2b_16.copy()
+    digest.update(
+        _fingerprint_encoder.encode(
+            [event.type, event.customer_id, event.at.isoformat(), event.data]
+        )
     )
-    return hashlib.blake2b(body, digest_size=16).hexdigest()
+    return digest.hexdigest()
 
 
 class Engine:
@@ -74,28 +79,37 @@ class Engine:
         # The campaign's mechanics are indexed once, here, not on every event.
         self._rules = Rules(campaign)
 
-    def validate(self, event: Event, now: datetime) -> Event:
-        """Check the event against the campaign and the clock at `now`; return it typed."""
+    def _validate(self, event: Event, now: datetime) -> tuple[Event, datetime]:
+        """Check the event against the campaign and the clock at `now`; return it typed,
+        and its instant in UTC, which compares with the campaign's instants fastest."""
         spec = self._rules.campaign.event_types.get(event.type)
         if spec is None:
             raise UnknownEventType(f"{event.type!r} is not an event type of this campaign", "type")
         at = event.at
         if at.tzinfo is None:
             raise InvalidInput("must carry a time zone offset", "at")
-        if at > now + self.max_ahead:
+        utc = at if at.tzinfo is UTC else at.astimezone(UTC)
+        limit = now + self.max_ahead
+        # Aware instants with different tzinfo objects compare by their UTC instants;
+        # the same tzinfo object, by wall time. UTC against UTC is the cheap case.
+        if at.tzinfo is limit.tzinfo:
+            ahead = at > limit
+        else:
+            ahead = utc > (limit if limit.tzinfo is UTC else limit.astimezone(UTC))
+        if ahead:
             raise EventTooFarAhead(
                 f"is more than {self.max_ahead} ahead of the engine's clock", "at"
             )
         data = normalise_data(spec, event.data)
-        if data is event.data:
-            return event  # nothing to convert: the event is already typed
-        return Event(event.id, event.type, event.customer_id, at, data)
+        if data is not event.data:
+            event = Event(event.id, event.type, event.customer_id, at, data)
+        return event, utc
 
     async def submit(self, event: Event) -> Submitted:
         """Decide one event exactly once; a replay returns the first decision."""
         # One reading of the clock serves the bound on `at` and the decision's time.
         now = self.clock.now()
-        event = self.validate(event, now)
+        event, utc = self._validate(event, now)
         print_ = fingerprint(event)
         stores = self.stores
         prior = await stores.events.find_event(event.id)
@@ -105,15 +119,15 @@ class Engine:
         if customer is None:
             raise UnknownCustomer(f"no customer {event.customer_id!r}", "customer_id")
         rules = self._rules
-        phase = rules.phase_at(event.at)
+        phase = rules.phase_at(utc)
         state = await stores.limits.observe(event, phase)
         facts = Facts(customer, event, state, phase)
-        the_plan = rules.plan(facts)
+        the_plan = rules.plan(facts, utc)
         risk = await self.risk.assess(facts)
         claims = the_plan.claims
         taken: Mapping[str, ClaimOutcome] = _NOTHING_TAKEN
         mine: tuple[Claim, ...] = ()
-        if claims and risk.verdict is Verdict.ALLOW:
+        if claims and risk.verdict is _ALLOW:
             taken = await stores.limits.take(claims)
             mine = _taken(claims, taken)
         decision = rules.settle(the_plan, facts, risk, taken, now)
@@ -137,12 +151,15 @@ class Engine:
         return Submitted(prior.decision, True)
 
 
+# Enum members bound to names: looking one up on its class costs ~70 ns on Python 3.11.
+_ALLOW = Verdict.ALLOW
+_TAKEN = ClaimOutcome.TAKEN
 _NOTHING_TAKEN: Mapping[str, ClaimOutcome] = MappingProxyType({})
 
 
 def _taken(claims: tuple[Claim, ...], taken: Mapping[str, ClaimOutcome]) -> tuple[Claim, ...]:
     """The claims that were taken; usually all of them, so the same tuple."""
     for claim in claims:
-        if taken.get(claim.mechanic_id) is not ClaimOutcome.TAKEN:
-            return tuple(c for c in claims if taken.get(c.mechanic_id) is ClaimOutcome.TAKEN)
+        if taken.get(claim.mechanic_id) is not _TAKEN:
+            return tuple(c for c in claims if taken.get(c.mechanic_id) is _TAKEN)
     return claims
