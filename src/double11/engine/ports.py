@@ -17,6 +17,7 @@ from double11.domain.events import Event
 from double11.domain.facts import CustomerState, Facts
 from double11.domain.ledger import LedgerEntry
 from double11.domain.limits import Claim, ClaimOutcome, MechanicUsage
+from double11.domain.values import value
 
 
 class Clock(Protocol):
@@ -25,7 +26,7 @@ class Clock(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class EventRecord:
     """An event as committed: its body's fingerprint, its phase and the decision it got."""
 
