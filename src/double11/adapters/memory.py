@@ -22,6 +22,8 @@ from double11.engine.ports import EventRecord
 
 RETAIN_S = 120.0
 _GENERATIONS = 4
+# Bound to a name: looking an enum member up on its class costs ~70 ns on Python 3.11.
+_TAKEN = ClaimOutcome.TAKEN
 
 
 @dataclass(slots=True)
@@ -143,23 +145,23 @@ class MemoryStore:
 
     async def take(self, claims: Sequence[Claim]) -> Mapping[str, ClaimOutcome]:
         results: dict[str, ClaimOutcome] = {}
+        claimed = self._claimed
         for claim in claims:
             key = (claim.event_id, claim.mechanic_id)
-            if key in self._claimed or self._taken_before(claim):
-                results[claim.mechanic_id] = ClaimOutcome.TAKEN
+            if key in claimed:
+                results[claim.mechanic_id] = _TAKEN
+                continue
+            committed = self._recent_claims.get(claim.event_id)
+            if committed is not None and any(c.mechanic_id == claim.mechanic_id for c in committed):
+                results[claim.mechanic_id] = _TAKEN
                 continue
             outcome = self.counters.take(claim)
-            if outcome is ClaimOutcome.TAKEN:
-                self._claimed[key] = claim
+            if outcome is _TAKEN:
+                claimed[key] = claim
                 if claim.perks:
                     self._hold_perks(claim)
             results[claim.mechanic_id] = outcome
         return results
-
-    def _taken_before(self, claim: Claim) -> bool:
-        """Whether a recently committed event took this claim."""
-        committed = self._recent_claims.get(claim.event_id)
-        return committed is not None and any(c.mechanic_id == claim.mechanic_id for c in committed)
 
     async def release(self, claims: Sequence[Claim]) -> None:
         for claim in claims:

@@ -68,7 +68,7 @@ class LimitCounters:
         # The cap's key is made once here, for the check and the count alike.
         cap_key = claim.cap_key if claim.cap is not None else ""
         outcome = self._check(claim, cap_key)
-        if outcome is ClaimOutcome.TAKEN:
+        if outcome is _TAKEN:
             self._add(claim, cap_key)
         return outcome
 
@@ -86,13 +86,13 @@ class LimitCounters:
 
     def _check(self, claim: Claim, cap_key: str) -> ClaimOutcome:
         if claim.cap is not None and self.caps.get(cap_key, 0) >= claim.cap:
-            return ClaimOutcome.CAP_REACHED
+            return _CAP_REACHED
         used = self.usage.get(claim.mechanic_id, _UNUSED)
         if claim.quota is not None and used.granted >= claim.quota:
-            return ClaimOutcome.QUOTA_EXHAUSTED
+            return _QUOTA_EXHAUSTED
         if claim.budget is not None and used.spent + claim.cost > claim.budget:
-            return ClaimOutcome.BUDGET_EXHAUSTED
-        return ClaimOutcome.TAKEN
+            return _BUDGET_EXHAUSTED
+        return _TAKEN
 
     def _add(self, claim: Claim, cap_key: str) -> None:
         used = self.usage.get(claim.mechanic_id)
@@ -106,3 +106,8 @@ class LimitCounters:
 
 # What `_check` reads for a mechanic nothing was granted under yet; never written.
 _UNUSED = MechanicUsage()
+# Bound to names: looking an enum member up on its class costs ~70 ns on Python 3.11.
+_TAKEN = ClaimOutcome.TAKEN
+_CAP_REACHED = ClaimOutcome.CAP_REACHED
+_QUOTA_EXHAUSTED = ClaimOutcome.QUOTA_EXHAUSTED
+_BUDGET_EXHAUSTED = ClaimOutcome.BUDGET_EXHAUSTED
