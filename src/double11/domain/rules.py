@@ -18,9 +18,8 @@ one up on its class costs ~70 ns on Python 3.11.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from double11.domain.campaign import (
     Campaign,
@@ -396,7 +395,7 @@ class _LocalDays:
 
     __slots__ = ("day", "end", "start", "zone")
 
-    def __init__(self, zone: ZoneInfo) -> None:
+    def __init__(self, zone: tzinfo) -> None:
         self.zone = zone
         self.start = self.end = datetime.min.replace(tzinfo=UTC)
         self.day = ""

@@ -44,12 +44,17 @@ _blake2b_16 = hashlib.blake2b(digest_size=16)
 
 def fingerprint(event: Event) -> str:
     """A digest of what the sender said, so a reused id with another body is caught."""
+    at = event.at
+    zone = at.tzinfo  # asked directly: datetime.utcoffset() costs 0.15 µs more
+    offset = zone.utcoffset(at) if zone is not None else None
+    # msgspec writes an instant exactly as isoformat() does (~0.2 µs against ~0.7),
+    # but for a zero offset ("Z", not "+00:00") and offsets with seconds (rounded):
+    # those are written by isoformat(), so that the digest of a body never changes.
+    stamp: datetime | str = at
+    if not offset or offset.seconds % 60 or offset.microseconds:
+        stamp = at.isoformat()
     digest = _blake2b_16.copy()
-    digest.update(
-        _fingerprint_encoder.encode(
-            [event.type, event.customer_id, event.at.isoformat(), event.data]
-        )
-    )
+    digest.update(_fingerprint_encoder.encode([event.type, event.customer_id, stamp, event.data]))
     return digest.hexdigest()
 
 
