@@ -41,6 +41,32 @@ async def test_a_replayed_commit_returns_the_first_record_and_writes_nothing_twi
     assert used(await stores.limits.usage(), "m1") == (1, Decimal("2.00"))
 
 
+async def test_commit_many_commits_each_record_once_and_answers_each_with_what_stands(
+    stores: Stores,
+) -> None:
+    e0, e1, e2 = event("e0"), event("e1", customer_id="c2"), event("e2")
+    earlier = record(e0, [], [grant(e0, "m1", points=1)])
+    assert essence(await stores.events.commit(earlier)) == essence(earlier)
+    fresh = [record(e, [], [grant(e, "m1", points=n)]) for n, e in ((10, e1), (20, e2))]
+    # e0 again, decided differently, and e2 twice in the same batch.
+    again = record(e0, [], [grant(e0, "m1", points=99)], decided_after=timedelta(seconds=1))
+    twice = record(e2, [], [grant(e2, "m1", points=77)], decided_after=timedelta(seconds=2))
+
+    answers = await stores.events.commit_many([fresh[0], again, fresh[1], twice])
+
+    assert [essence(a) for a in answers if isinstance(a, EventRecord)] == [
+        essence(fresh[0]),
+        essence(earlier),
+        essence(fresh[1]),
+        essence(fresh[1]),
+    ]
+    for committed in (earlier, *fresh):
+        assert essence(await stores.events.find_event(committed.event.id)) == essence(committed)
+    grants = earlier.decision.grants + fresh[1].decision.grants
+    assert await stores.events.ledger_for("c1") == grants
+    assert await stores.events.ledger_for("c2") == fresh[0].decision.grants
+
+
 async def test_an_event_never_committed_is_not_found(stores: Stores) -> None:
     assert await stores.events.find_event("no-such-event") is None
 

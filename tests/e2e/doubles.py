@@ -28,6 +28,9 @@ class FailingEventLog:
     async def commit(self, record: EventRecord) -> EventRecord:
         raise ConnectionError("database went away")
 
+    async def commit_many(self, records: Sequence[EventRecord]) -> list[EventRecord | Exception]:
+        return [ConnectionError("database went away") for _ in records]
+
     async def ledger_for(self, customer_id: str) -> Sequence[Any]:
         raise ConnectionError("database went away")
 

@@ -97,6 +97,10 @@ class SlowCommits:
         await asyncio.sleep(random.uniform(0.5, 1.5) * self._delay_s)
         return await self._inner.commit(record)
 
+    async def commit_many(self, records: Sequence[EventRecord]) -> list[EventRecord | Exception]:
+        await asyncio.sleep(random.uniform(0.5, 1.5) * self._delay_s)
+        return await self._inner.commit_many(records)
+
     async def ledger_for(self, customer_id: str) -> Sequence[LedgerEntry]:
         return await self._inner.ledger_for(customer_id)
 

@@ -100,6 +100,9 @@ class MemoryStore:
     async def commit(self, record: EventRecord) -> EventRecord:
         return self.apply(record)
 
+    async def commit_many(self, records: Sequence[EventRecord]) -> list[EventRecord | Exception]:
+        return [self.apply(record) for record in records]
+
     def apply(self, record: EventRecord) -> EventRecord:
         """Append a record unless its id is there; return the record that stands."""
         event_id = record.event.id

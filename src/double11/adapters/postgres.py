@@ -227,6 +227,18 @@ class PostgresStore:
     async def commit(self, record: EventRecord) -> EventRecord:
         return await self._commits.submit(record)
 
+    async def commit_many(self, records: Sequence[EventRecord]) -> list[EventRecord | Exception]:
+        """Commit the records as `commit` does, together: they share group commits."""
+        results = await asyncio.gather(
+            *(self._commits.submit(r) for r in records), return_exceptions=True
+        )
+        out: list[EventRecord | Exception] = []
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result  # cancelled, or the process is stopping
+            out.append(result)
+        return out
+
     async def ledger_for(self, customer_id: str) -> Sequence[LedgerEntry]:
         async with self._reader.connect() as conn:
             rows = (await conn.execute(_LEDGER_FOR, {"customer": customer_id})).all()

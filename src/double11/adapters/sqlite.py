@@ -267,6 +267,31 @@ class SqliteStore(MemoryStore):
     async def commit(self, record: EventRecord) -> EventRecord:
         """Write the record durably in the writer's next transaction; the first writer wins."""
         self._check_open()
+        waiter = self._enqueue(record)
+        self._wake.set()
+        return await waiter
+
+    async def commit_many(self, records: Sequence[EventRecord]) -> list[EventRecord | Exception]:
+        """Write the records durably, in order, in the writer's next transactions.
+
+        Per record, the record that stands or the error that kept it out, as `commit`;
+        one call queues them all before it waits, so they share transactions.
+        """
+        self._check_open()
+        waiters = [self._enqueue(record) for record in records]
+        self._wake.set()
+        out: list[EventRecord | Exception] = []
+        for waiter in waiters:
+            # Once the first is answered most others are too: awaiting a done future
+            # does not suspend.
+            try:
+                out.append(await waiter)
+            except Unavailable as exc:
+                out.append(exc)
+        return out
+
+    def _enqueue(self, record: EventRecord) -> asyncio.Future[EventRecord]:
+        """Queue a record for the writer; the future gets the record that stands."""
         event_id = record.event.id
         pending = self._in_flight.get(event_id)
         if pending is None:
@@ -275,10 +300,9 @@ class SqliteStore(MemoryStore):
             )
             self._in_flight[event_id] = pending
             self._queue.append(pending)
-            self._wake.set()
         # Otherwise the same event is being committed now: share its outcome, so the
         # first writer wins, and a failure fails both (the claims were released once).
-        return await pending.wait()
+        return pending.wait()
 
     async def ledger_for(self, customer_id: str) -> Sequence[LedgerEntry]:
         """The customer's ledger entries, in commit order, read from the file."""

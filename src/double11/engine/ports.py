@@ -56,6 +56,14 @@ class EventLog(Protocol):
         """
         ...
 
+    async def commit_many(self, records: Sequence[EventRecord]) -> list[EventRecord | Exception]:
+        """Commit each record as `commit` does, together, in order.
+
+        Per record, the record that stands, or the error that kept it out: one
+        record's failure is its own, not the batch's.
+        """
+        ...
+
     async def ledger_for(self, customer_id: str) -> Sequence[LedgerEntry]: ...
 
 
