@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from double11.domain.campaign import Campaign
 from double11.engine.clock import StartedClock, SystemClock
 from double11.engine.pipeline import Engine
@@ -38,9 +40,16 @@ async def open_stores(
 
 
 def make_clock(settings: Settings) -> Clock:
+    """The system clock, or one started at `settings.now` as of `settings.now_read_at`."""
     if settings.now is None:
         return SystemClock()
-    return StartedClock(settings.now, speed=settings.clock_speed)
+    start = settings.now
+    if settings.now_read_at is not None:
+        # The time that has passed since `now` was read, at the clock's speed: a worker
+        # booting (or rebooting) later starts where the others already are.
+        passed = max(datetime.now(UTC) - settings.now_read_at, timedelta(0))
+        start += passed * settings.clock_speed
+    return StartedClock(start, speed=settings.clock_speed)
 
 
 async def build_engine(settings: Settings, campaign: Campaign) -> Engine:

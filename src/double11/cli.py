@@ -6,7 +6,7 @@ import asyncio
 import os
 import secrets
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -151,6 +151,7 @@ def serve(
         redis_url=redis,
         now=_instant(now),
         clock_speed=speed,
+        now_read_at=datetime.now(UTC) if now is not None else None,
         max_ahead=timedelta(seconds=max_ahead),
         body_limit=body_limit,
         api_keys=keys,

@@ -24,6 +24,10 @@ class Settings:
     redis_url: str | None = None
     now: datetime | None = None  # start the engine clock at this instant
     clock_speed: float = 1.0  # with `now`: clock seconds per real second (demos, rehearsals)
+    # With `now`: the real instant `now` was read at. Every worker, and a worker that
+    # uvicorn restarts, runs its clock from this one anchor, so all read the same time
+    # rather than each starting again at `now` when it boots.
+    now_read_at: datetime | None = None
     # How far ahead of the engine's clock an event's `at` may be: bank systems' clocks
     # drift a little, but an event from the future must not open a phase early.
     max_ahead: timedelta = DEFAULT_MAX_AHEAD

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +236,22 @@ def test_serve_help_documents_the_bounds() -> None:
     assert result.exit_code == 0
     assert "--max-ahead" in result.output and "SECONDS" in result.output
     assert "--body-limit" in result.output and "BYTES" in result.output
+
+
+def test_serve_with_now_anchors_every_workers_clock_to_when_it_read_now(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(SETTINGS_ENV, "")
+    monkeypatch.setenv("DOUBLE11_API_KEYS", "k:admin")
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
+    before = datetime.now(UTC)
+    args = [
+        "serve", str(CAMPAIGN_FILE), "--db", "postgresql://db/x", "--redis", "redis://r",
+        "--workers", "2", "--now", "2026-11-10T23:59:00+08:00", "--speed", "60",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    settings = settings_from_env(os.environ[SETTINGS_ENV])
+    assert settings.now == datetime.fromisoformat("2026-11-10T23:59:00+08:00")
+    assert settings.now_read_at is not None
+    assert before <= settings.now_read_at <= datetime.now(UTC)
