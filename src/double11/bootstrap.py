@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import getpass
+import socket
 from datetime import UTC, datetime, timedelta
 
 from double11.domain.campaign import Campaign
 from double11.engine.clock import StartedClock, SystemClock
 from double11.engine.pipeline import Engine
-from double11.engine.ports import Clock, Stores
+from double11.engine.ports import CampaignVersion, Clock, Stores
 from double11.errors import InvalidInput
 from double11.risk.step import NoRiskRules
 from double11.settings import Settings
@@ -24,12 +26,12 @@ async def open_stores(
         from double11.adapters.memory import MemoryStore
 
         mem = MemoryStore()
-        return Stores(mem, mem, mem, (mem,))
+        return Stores(mem, mem, mem, (mem,), config=mem)
     if db_url.startswith("sqlite:"):
         from double11.adapters.sqlite import open_sqlite_store
 
         store = await open_sqlite_store(db_url, synchronous=sqlite_synchronous)
-        return Stores(store, store, store, (store,))
+        return Stores(store, store, store, (store,), config=store)
     if db_url.startswith(("postgresql:", "postgres:", "postgresql+asyncpg:")):
         if not redis_url:
             raise InvalidInput("PostgreSQL needs --redis for quotas and budgets", "redis")
@@ -58,3 +60,23 @@ async def build_engine(settings: Settings, campaign: Campaign) -> Engine:
         settings.db_url, settings.redis_url, sqlite_synchronous=settings.sqlite_synchronous
     )
     return Engine(campaign, stores, make_clock(settings), NoRiskRules(), settings.max_ahead)
+
+
+def operator() -> str:
+    """Who is running this process, as `user@host`, for the configuration audit."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name in the environment nor the password database
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+async def record_campaign_version(
+    stores: Stores, campaign: Campaign, source: str, version: str
+) -> CampaignVersion | None:
+    """Keep the campaign file this process runs, once per version; the version kept."""
+    if stores.config is None:
+        return None
+    kept = CampaignVersion(version, campaign.id, source, datetime.now(UTC), operator())
+    await stores.config.record_campaign(kept)
+    return kept

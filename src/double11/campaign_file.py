@@ -136,13 +136,17 @@ _SECTIONS: dict[str, _Section] = {
 
 def load_campaign(path: str | Path) -> Campaign:
     """Read and validate a campaign file; raise CampaignFileError listing every problem."""
+    return parse_campaign(read_campaign(path))
+
+
+def read_campaign(path: str | Path) -> str:
+    """A campaign file's text; CampaignFileError if it cannot be read as UTF-8."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise CampaignFileError([f"{path}: cannot be read: {exc.strerror}"]) from None
     except UnicodeDecodeError:
         raise CampaignFileError([f"{path}: is not UTF-8 text"]) from None
-    return parse_campaign(text)
 
 
 def digest(text: str) -> str:

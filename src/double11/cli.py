@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from double11.campaign_file import load_campaign
 from double11.domain.campaign import Campaign
@@ -185,6 +186,38 @@ def reconcile(
 
     report = asyncio.run(reconcile_urls(db, redis, grace_s=grace))
     out.print(str(report), markup=False, highlight=False)
+
+
+@app.command()
+def versions(
+    db: Annotated[str, typer.Option(help="sqlite:///FILE, or postgresql://...")] = DEFAULT_DB,
+    show: Annotated[
+        str | None,
+        typer.Option(help="print this version's file (a digest or its start), to serve it again"),
+    ] = None,
+) -> None:
+    """List the campaign versions a store has run (digest, when, by whom), or print one."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from double11.adapters.versions import read_versions
+
+    try:
+        kept = read_versions(db)
+    except (SQLAlchemyError, ValueError) as exc:
+        err.print(f"{db}: cannot read campaign versions: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    if show is None:
+        table = Table("version", "campaign", "first run", "by")
+        for v in kept:
+            table.add_row(v.digest, v.campaign_id, v.loaded_at.isoformat(), v.loaded_by)
+        out.print(table)
+        return
+    matches = [v for v in kept if v.digest.startswith(show)]
+    if len(matches) != 1:
+        found = "no version" if not matches else f"{len(matches)} versions"
+        err.print(f"{found} starts with {show!r}", markup=False, highlight=False)
+        raise typer.Exit(1)
+    sys.stdout.write(matches[0].source)
 
 
 @app.command()

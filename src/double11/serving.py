@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from double11.bootstrap import build_engine
-from double11.campaign_file import load_campaign
+from double11.bootstrap import build_engine, record_campaign_version
+from double11.campaign_file import digest, parse_campaign, read_campaign
 from double11.runtime import settle_heap
 from double11.settings import Settings
 
@@ -72,8 +72,12 @@ class EngineApp:
     async def startup(self) -> None:
         from double11.api.app import create_app
 
-        campaign = load_campaign(self.settings.campaign_path)
+        source = read_campaign(self.settings.campaign_path)
+        campaign = parse_campaign(source)
         engine = await build_engine(self.settings, campaign)
+        # Every run of a campaign file is on record, so a change can be traced to who
+        # served it and when, and `double11 versions --show` gives it back to serve again.
+        await record_campaign_version(engine.stores, campaign, source, digest(source))
         self.app = create_app(engine, self.settings)
         self._close = engine.stores.close
         settle_heap()

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from double11.domain.customer import Customer
 from double11.domain.limits import Claim, ClaimOutcome
-from double11.engine.ports import EventRecord, Stores
+from double11.engine.ports import CampaignVersion, EventRecord, Stores
 
 from .builders import claim, decide, essence, event, grant, record, used
 from .conftest import Backend
 
 DOUBLE_POINTS = "double_points"
+SHANGHAI = timezone(timedelta(hours=8))
 
 
 async def test_a_replayed_commit_returns_the_first_record_and_writes_nothing_twice(
@@ -304,5 +305,44 @@ async def test_state_survives_closing_and_reopening(durable_backend: Backend) ->
         assert await stores.limits.take([claim("e11", "early_bird", "c3", quota=6)]) == {
             "early_bird": ClaimOutcome.QUOTA_EXHAUSTED
         }
+    finally:
+        await stores.close()
+
+
+def _version(
+    digest: str, at_minute: int, source: str = "id: bank-double11-2026\n"
+) -> CampaignVersion:
+    loaded_at = datetime(2026, 10, 26, 23, at_minute, 7, 250_000, tzinfo=SHANGHAI)
+    return CampaignVersion(digest, "bank-double11-2026", source, loaded_at, "ops@host-1")
+
+
+async def test_a_campaign_version_is_kept_once_the_first_run_first(stores: Stores) -> None:
+    assert stores.config is not None
+    first, second = _version("d1", 0), _version("d2", 30, "id: bank-double11-2026\n# v2\n")
+
+    assert await stores.config.record_campaign(first)
+    assert await stores.config.record_campaign(second)
+    # The first version served again, later and by someone else: still one version.
+    assert not await stores.config.record_campaign(
+        CampaignVersion("d1", "bank-double11-2026", first.source, second.loaded_at, "x@y")
+    )
+
+    assert list(await stores.config.campaign_versions()) == [first, second]
+
+
+async def test_campaign_versions_survive_closing_and_reopening(durable_backend: Backend) -> None:
+    kept = _version("d1", 5, "id: bank-double11-2026\nname: 银行双十一\n")
+    stores = await durable_backend.open()
+    try:
+        assert stores.config is not None
+        assert await stores.config.record_campaign(kept)
+    finally:
+        await stores.close()
+    stores = await durable_backend.open()
+    try:
+        assert stores.config is not None
+        (found,) = await stores.config.campaign_versions()
+        assert found == kept
+        assert found.loaded_at.utcoffset() is not None
     finally:
         await stores.close()

@@ -18,7 +18,7 @@ from double11.domain.events import Event
 from double11.domain.facts import CustomerState
 from double11.domain.ledger import LedgerEntry
 from double11.domain.limits import Claim, ClaimOutcome, LimitCounters, MechanicUsage
-from double11.engine.ports import EventRecord
+from double11.engine.ports import CampaignVersion, EventRecord
 
 RETAIN_S = 120.0
 _GENERATIONS = 4
@@ -63,6 +63,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.customers: dict[str, Customer] = {}
+        self.versions: dict[str, CampaignVersion] = {}  # by digest, first run first
         self.events: dict[str, EventRecord] = {}
         self.ledger: defaultdict[str, list[LedgerEntry]] = defaultdict(list)
         self.counters = LimitCounters()
@@ -136,6 +137,16 @@ class MemoryStore:
 
     async def ledger_for(self, customer_id: str) -> Sequence[LedgerEntry]:
         return tuple(self.ledger.get(customer_id, ()))
+
+    # configuration
+    async def record_campaign(self, version: CampaignVersion) -> bool:
+        if version.digest in self.versions:
+            return False
+        self.versions[version.digest] = version
+        return True
+
+    async def campaign_versions(self) -> Sequence[CampaignVersion]:
+        return tuple(self.versions.values())
 
     # limit book
     async def observe(self, event: Event, phase: str | None) -> CustomerState:

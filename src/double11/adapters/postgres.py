@@ -45,7 +45,7 @@ from double11.engine.codec import (
     encode_event_data,
     grantees_of,
 )
-from double11.engine.ports import EventRecord
+from double11.engine.ports import CampaignVersion, EventRecord
 
 DEFAULT_MAX_BATCH = 300
 DEFAULT_COMMIT_TIMEOUT_S = 10.0
@@ -78,6 +78,20 @@ _FIND_EVENTS = text(
     FROM events
     WHERE id = ANY(CAST(:ids AS varchar[]))
     """
+)
+
+_RECORD_CAMPAIGN = text(
+    """
+    INSERT INTO campaign_versions (digest, campaign_id, source, loaded_at, loaded_by)
+    VALUES (:digest, :campaign_id, :source, :loaded_at, :loaded_by)
+    ON CONFLICT (digest) DO NOTHING
+    RETURNING digest
+    """
+)
+
+_CAMPAIGN_VERSIONS = text(
+    "SELECT digest, campaign_id, source, loaded_at, loaded_by FROM campaign_versions"
+    " ORDER BY loaded_at, digest"
 )
 
 _LOCK_SEQ = text("SELECT pg_advisory_xact_lock(:key)")
@@ -219,6 +233,30 @@ class PostgresStore:
             rows = (await conn.execute(_GET_CUSTOMERS, {"ids": list(set(ids))})).all()
         found = {row.id: decode_customer(row.profile) for row in rows}
         return [found.get(i) for i in ids]
+
+    # configuration
+    async def record_campaign(self, version: CampaignVersion) -> bool:
+        """Keep a campaign version the first time any worker runs it."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                _RECORD_CAMPAIGN,
+                {
+                    "digest": version.digest,
+                    "campaign_id": version.campaign_id,
+                    "source": version.source,
+                    "loaded_at": _utc(version.loaded_at),
+                    "loaded_by": version.loaded_by,
+                },
+            )
+            return result.first() is not None
+
+    async def campaign_versions(self) -> Sequence[CampaignVersion]:
+        async with self._reader.connect() as conn:
+            rows = (await conn.execute(_CAMPAIGN_VERSIONS)).all()
+        return [
+            CampaignVersion(r.digest, r.campaign_id, r.source, _utc(r.loaded_at), r.loaded_by)
+            for r in rows
+        ]
 
     # event log
     async def find_event(self, event_id: str) -> EventRecord | None:

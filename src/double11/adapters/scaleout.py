@@ -170,4 +170,4 @@ async def open_scaleout_stores(
     except BaseException:
         await _Closer(reconciler, pg, limits).close()
         raise
-    return Stores(pg, pg, limits, (_Closer(reconciler, pg, limits),))
+    return Stores(pg, pg, limits, (_Closer(reconciler, pg, limits),), config=pg)

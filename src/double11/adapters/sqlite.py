@@ -53,7 +53,7 @@ from sqlalchemy.sql import ClauseElement
 from double11.adapters import migrate
 from double11.adapters.idfilter import IdFilter
 from double11.adapters.memory import MemoryStore
-from double11.adapters.schema import customers, events, grantees
+from double11.adapters.schema import campaign_versions, customers, events, grantees
 from double11.domain.customer import Customer
 from double11.domain.decision import Decision, RiskAssessment, Verdict
 from double11.domain.events import Event
@@ -69,7 +69,7 @@ from double11.engine.codec import (
     encode_event_data,
     grantees_of,
 )
-from double11.engine.ports import EventRecord
+from double11.engine.ports import CampaignVersion, EventRecord
 from double11.errors import InvalidInput, Unavailable
 
 if sys.platform != "win32":
@@ -303,6 +303,16 @@ class SqliteStore(MemoryStore):
         # Otherwise the same event is being committed now: share its outcome, so the
         # first writer wins, and a failure fails both (the claims were released once).
         return pending.wait()
+
+    # configuration
+    async def record_campaign(self, version: CampaignVersion) -> bool:
+        """Keep a campaign version in the file the first time it runs."""
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._db.record_campaign, version)
+
+    async def campaign_versions(self) -> Sequence[CampaignVersion]:
+        return self._db.campaign_versions()
 
     async def ledger_for(self, customer_id: str) -> Sequence[LedgerEntry]:
         """The customer's ledger entries, in commit order, read from the file."""
@@ -545,7 +555,35 @@ class _Database:
             raise
         return created
 
+    def record_campaign(self, version: CampaignVersion) -> bool:
+        connection = self.writer
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = connection.execute(
+                self.sql.record_campaign,
+                (
+                    version.digest,
+                    version.campaign_id,
+                    version.source,
+                    instant_in(version.loaded_at),
+                    version.loaded_by,
+                ),
+            )
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        return cursor.rowcount == 1
+
     # reading (event loop, or the writer thread with its own connection)
+    def campaign_versions(self) -> list[CampaignVersion]:
+        rows = self.reader.execute(self.sql.campaign_versions).fetchall()
+        return [
+            CampaignVersion(digest, campaign_id, source, instant_out(at), by)
+            for digest, campaign_id, source, at, by in rows
+        ]
+
     def find_event(
         self, event_id: str, connection: sqlite3.Connection | None = None
     ) -> EventRecord | None:
@@ -620,6 +658,23 @@ class _Statements:
             literal_binds=True,
         )
         self.get_customer = sql(select(cu.profile).where(cu.id == bindparam("id")))
+        v = campaign_versions.c
+        self.record_campaign = sql(
+            sqlite_dialect.insert(campaign_versions)
+            .values(
+                digest=bindparam("digest"),
+                campaign_id=bindparam("campaign_id"),
+                source=bindparam("source"),
+                loaded_at=bindparam("loaded_at"),
+                loaded_by=bindparam("loaded_by"),
+            )
+            .on_conflict_do_nothing(index_elements=[v.digest])
+        )
+        self.campaign_versions = sql(
+            select(v.digest, v.campaign_id, v.source, v.loaded_at, v.loaded_by).order_by(
+                v.loaded_at, v.digest
+            )
+        )
         self.customer_exists = sql(select(cu.id).where(cu.id == bindparam("id")))
         upsert = sqlite_dialect.insert(customers)
         self.upsert_customer = sql(

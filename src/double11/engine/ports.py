@@ -83,6 +83,30 @@ class LimitBook(Protocol):
     async def usage(self) -> Mapping[str, MechanicUsage]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class CampaignVersion:
+    """A campaign file as a store first ran it: its exact text, when, and who ran it."""
+
+    digest: str
+    campaign_id: str
+    source: str
+    loaded_at: datetime
+    loaded_by: str
+
+
+class ConfigLog(Protocol):
+    """Where the campaign versions a store has run are kept, so a change can be traced
+    and an earlier version served again."""
+
+    async def record_campaign(self, version: CampaignVersion) -> bool:
+        """Keep a version the first time it runs (by digest); True when it was new."""
+        ...
+
+    async def campaign_versions(self) -> Sequence[CampaignVersion]:
+        """Every version kept, the first run first."""
+        ...
+
+
 class RiskStep(Protocol):
     async def assess(self, facts: Facts) -> RiskAssessment:
         """Return a verdict with reasons for the event in `facts`."""
@@ -97,6 +121,8 @@ class Stores:
     events: EventLog
     limits: LimitBook
     closers: tuple[Closer, ...] = ()
+    # None only for test doubles that wrap a store: every store keeps versions.
+    config: ConfigLog | None = None
 
     async def close(self) -> None:
         for closer in self.closers:
