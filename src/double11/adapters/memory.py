@@ -45,13 +45,6 @@ class _Counts:
         in_phase[event_type] = in_phase.get(event_type, 0) + by
         return in_phase
 
-    def observe(self, event_type: str, phase: str | None) -> CustomerState:
-        """Count one event and return the state as of it."""
-        in_phase = self.count(event_type, phase)
-        # Copies: a state is a snapshot as of one event, and later events count on.
-        perks = frozenset(self.perks) if self.perks else _NO_PERKS
-        return CustomerState(dict(in_phase), dict(self.campaign), perks)
-
 
 # Shared, never written: the counts of "no phase", and no perks.
 _NO_COUNTS: dict[str, int] = {}
@@ -153,7 +146,11 @@ class MemoryStore:
         seen = self._observed.get(event.id)
         if seen is not None:
             return seen
-        state = self.counts[event.customer_id].observe(event.type, phase)
+        counts = self.counts[event.customer_id]
+        in_phase = counts.count(event.type, phase)
+        perks = frozenset(counts.perks) if counts.perks else _NO_PERKS
+        # Copies: a state is a snapshot as of one event, and later events count on.
+        state = CustomerState(dict(in_phase), dict(counts.campaign), perks)
         self._observed[event.id] = state
         return state
 

@@ -40,6 +40,8 @@ def normalise_data(spec: EventType, data: Mapping[str, Any]) -> dict[str, Any]:
             if f.required:
                 raise InvalidInput("is required", field=f"data.{f.name}")
             continue
+        if f.kind is _STRING and isinstance(value, str):
+            continue  # the commonest field, passed without a call
         coerced = _coerce(f.kind, value, f.name)
         if coerced is not value:
             if out is None:
