@@ -61,20 +61,19 @@ class LimitCounters:
 
     def check(self, claim: Claim) -> ClaimOutcome:
         """What taking `claim` now would give, without taking it."""
-        return self._check(claim, claim.cap_key if claim.cap is not None else "")
+        return self._decide(claim, False)
 
     def take(self, claim: Claim) -> ClaimOutcome:
         """Take `claim` if every limit allows it; change nothing otherwise."""
-        # The cap's key is made once here, for the check and the count alike.
-        cap_key = claim.cap_key if claim.cap is not None else ""
-        outcome = self._check(claim, cap_key)
-        if outcome is _TAKEN:
-            self._add(claim, cap_key)
-        return outcome
+        return self._decide(claim, True)
 
     def add(self, claim: Claim) -> None:
         """Count a claim as taken, unconditionally (used when rebuilding from the ledger)."""
-        self._add(claim, claim.cap_key)
+        used = self.usage.setdefault(claim.mechanic_id, MechanicUsage())
+        used.granted += 1
+        used.spent += claim.cost
+        if claim.cap is not None:
+            self.caps[claim.cap_key] = self.caps.get(claim.cap_key, 0) + 1
 
     def release(self, claim: Claim) -> None:
         """Give back a taken claim whose grant was never written."""
@@ -84,28 +83,33 @@ class LimitCounters:
         if claim.cap is not None:
             self.caps[claim.cap_key] = self.caps.get(claim.cap_key, 0) - 1
 
-    def _check(self, claim: Claim, cap_key: str) -> ClaimOutcome:
-        if claim.cap is not None and self.caps.get(cap_key, 0) >= claim.cap:
-            return _CAP_REACHED
-        used = self.usage.get(claim.mechanic_id, _UNUSED)
-        if claim.quota is not None and used.granted >= claim.quota:
+    def _decide(self, claim: Claim, taking: bool) -> ClaimOutcome:
+        # One pass for the check and the count: every claim of every event comes
+        # here, and the cap's key and the usage are looked up once.
+        cap = claim.cap
+        cap_key = ""
+        held = 0
+        if cap is not None:
+            cap_key = claim.cap_key
+            held = self.caps.get(cap_key, 0)
+            if held >= cap:
+                return _CAP_REACHED
+        used = self.usage.get(claim.mechanic_id)
+        granted, spent = (used.granted, used.spent) if used is not None else (0, ZERO)
+        if claim.quota is not None and granted >= claim.quota:
             return _QUOTA_EXHAUSTED
-        if claim.budget is not None and used.spent + claim.cost > claim.budget:
+        if claim.budget is not None and spent + claim.cost > claim.budget:
             return _BUDGET_EXHAUSTED
+        if taking:
+            if used is None:
+                used = self.usage[claim.mechanic_id] = MechanicUsage()
+            used.granted += 1
+            used.spent += claim.cost
+            if cap is not None:
+                self.caps[cap_key] = held + 1
         return _TAKEN
 
-    def _add(self, claim: Claim, cap_key: str) -> None:
-        used = self.usage.get(claim.mechanic_id)
-        if used is None:
-            used = self.usage[claim.mechanic_id] = MechanicUsage()
-        used.granted += 1
-        used.spent += claim.cost
-        if claim.cap is not None:
-            self.caps[cap_key] = self.caps.get(cap_key, 0) + 1
 
-
-# What `_check` reads for a mechanic nothing was granted under yet; never written.
-_UNUSED = MechanicUsage()
 # Bound to names: looking an enum member up on its class costs ~70 ns on Python 3.11.
 _TAKEN = ClaimOutcome.TAKEN
 _CAP_REACHED = ClaimOutcome.CAP_REACHED
