@@ -193,8 +193,8 @@ async def test_release_gives_back_quota_budget_cap_and_the_perk(stores: Stores) 
     held = await limits.observe(event("e2"), "warmup")
     assert DOUBLE_POINTS in held.perks
 
-    await limits.release(early("e1"))
-    await limits.release(early("e1"))  # releasing twice gives back once
+    await limits.release(event("e1"), early("e1"))
+    await limits.release(event("e1"), early("e1"))  # releasing twice gives back once
 
     assert used(await limits.usage(), "early_bird") == (0, Decimal("0.00"))
     assert DOUBLE_POINTS not in (await limits.observe(event("e3"), "warmup")).perks
@@ -346,3 +346,24 @@ async def test_campaign_versions_survive_closing_and_reopening(durable_backend: 
         assert found.loaded_at.utcoffset() is not None
     finally:
         await stores.close()
+
+
+async def test_a_released_event_stops_counting_once_and_its_retry_counts_again(
+    stores: Stores,
+) -> None:
+    limits = stores.limits
+    reserved = event("e1", type_="reservation")
+    assert dict((await limits.observe(reserved, "warmup")).phase_counts) == {"reservation": 1}
+
+    # Its commit failed: the reservation must not count towards anything.
+    await limits.release(reserved, [])
+    await limits.release(reserved, [])  # twice undoes once
+    assessed = await limits.observe(event("e2", type_="risk_assessment"), "warmup")
+    assert dict(assessed.phase_counts) == {"risk_assessment": 1}
+    assert dict(assessed.campaign_counts) == {"risk_assessment": 1}
+
+    # The bank's retry of the same event counts it, once.
+    retried = await limits.observe(reserved, "warmup")
+    assert dict(retried.phase_counts) == {"reservation": 1, "risk_assessment": 1}
+    again = await limits.observe(reserved, "warmup")
+    assert again == retried

@@ -89,7 +89,9 @@ async def test_a_committed_claim_missing_from_redis_is_restored(stores: Stores) 
     committed = await pg.find_event("e0")
     assert committed is not None and committed.claims
     # As if a worker had released it after a commit whose answer it never got.
-    await limits.release(committed.claims)
+    await limits.release_held(
+        [(c.mechanic_id, c.event_id, c.customer_id) for c in committed.claims]
+    )
     assert (await limits.usage())[MECHANIC].granted == QUOTA - 1
 
     report = await reconcile(pg, limits)
@@ -116,6 +118,32 @@ async def test_an_orphan_claim_is_released_only_after_the_grace_period(stores: S
     assert await limits.take([Claim("alive", "other", "c00008", quota=1)]) == {
         "other": ClaimOutcome.TAKEN
     }
+
+
+async def test_an_uncommitted_observation_is_forgotten_only_after_the_grace_period(
+    stores: Stores,
+) -> None:
+    pg, limits = _parts(stores)
+    _, now = await _decided(stores)
+    # A worker counted this reservation of c00009 into its state and died before the
+    # commit, and the bank never sent it again.
+    dead = Event("dead", "reservation", "c00009", now)
+    assert (await limits.observe(dead, "main")).phase_counts == {"reservation": 1}
+
+    early = await reconcile(pg, limits, timedelta(seconds=30))
+    assert early.forgotten == 0
+    await asyncio.sleep(0.3)
+    report = await reconcile(pg, limits, timedelta(seconds=0.2))
+
+    assert report.forgotten == 1
+    assert "forgot 1 uncommitted observation" in str(report)
+    # Only the dead event's count went: c00000's two committed reservations stay.
+    later = await limits.observe(Event("next", "risk_assessment", "c00009", now), "main")
+    assert later.phase_counts == {"risk_assessment": 1}
+    first = await limits.observe(Event("next0", "risk_assessment", "c00000", now), "main")
+    assert first.phase_counts == {"reservation": 2, "risk_assessment": 1}
+    # The committed ones left the pending set; the two just observed are pending.
+    assert await limits.pending(await limits.server_ms(), 100) == ["next", "next0"]
 
 
 async def test_the_command_line_reconcile_reports_what_it_did(

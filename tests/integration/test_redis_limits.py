@@ -62,11 +62,11 @@ async def test_every_sequence_of_steps_gives_what_the_memory_store_gives(
     await book.client.set(book.ready_key, "test")
     try:
         for kind, event, arg in steps:
+            seen = Event(
+                f"e{event}", "deposit" if event % 2 else "reservation", f"c{event % 2}", AT
+            )
             if kind == "observe":
                 phase = arg if isinstance(arg, str) else None
-                seen = Event(
-                    f"e{event}", "deposit" if event % 2 else "reservation", f"c{event % 2}", AT
-                )
                 assert await book.observe(seen, phase) == await memory.observe(seen, phase)
             else:
                 assert isinstance(arg, set)
@@ -74,8 +74,8 @@ async def test_every_sequence_of_steps_gives_what_the_memory_store_gives(
                 if kind == "take":
                     assert await book.take(claims) == await memory.take(claims)
                 else:
-                    await book.release(claims)
-                    await memory.release(claims)
+                    await book.release(seen, claims)
+                    await memory.release(seen, claims)
             assert await book.usage() == await memory.usage()
     finally:
         keys = [k async for k in book.client.scan_iter(match=book.prefix + "*")]

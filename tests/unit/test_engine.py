@@ -35,6 +35,8 @@ from double11.domain.rules import coupon_cost, rate_tier
 from double11.domain.wallet import CouponState, fold
 from double11.engine.clock import StartedClock
 from double11.engine.pipeline import Engine, Submitted
+from double11.engine.ports import EventRecord, Stores
+from double11.errors import Unavailable
 from double11.risk.step import NO_RULES, NoRiskRules
 
 SHANGHAI = timezone(timedelta(hours=8))
@@ -774,3 +776,106 @@ async def test_every_decision_lists_an_outcome_for_every_mechanic_its_event_type
         assert decision.risk.reasons  # says that no risk rules ran, never nothing
         fired = {o.mechanic_id for o in decision.outcomes if o.outcome is Outcome.FIRED}
         assert {g.mechanic_id for g in decision.grants} == fired
+
+
+class CommitsFailFirst:
+    """An event log whose first `failures` commits fail, as a database that went away."""
+
+    def __init__(self, store: MemoryStore, failures: int) -> None:
+        self.store = store
+        self.failures = failures
+
+    async def find_event(self, event_id: str) -> EventRecord | None:
+        return await self.store.find_event(event_id)
+
+    async def commit(self, record: EventRecord) -> EventRecord:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("database went away")
+        return await self.store.commit(record)
+
+    async def commit_many(self, records: Sequence[EventRecord]) -> list[EventRecord | Exception]:
+        return [await self._one(r) for r in records]
+
+    async def _one(self, record: EventRecord) -> EventRecord | Exception:
+        try:
+            return await self.commit(record)
+        except ConnectionError as exc:
+            return exc
+
+    async def ledger_for(self, customer_id: str) -> Sequence[LedgerEntry]:
+        return await self.store.ledger_for(customer_id)
+
+
+async def failing_bench(campaign: Campaign, failures: int) -> Bench:
+    store = MemoryStore()
+    stores = Stores(store, CommitsFailFirst(store, failures), store)
+    return Bench(Engine(campaign, stores, StartedClock(NOW), NoRiskRules()), store)
+
+
+async def test_a_reservation_that_was_never_committed_does_not_count_towards_the_lottery(
+    example_campaign: Campaign,
+) -> None:
+    b = await failing_bench(example_campaign, failures=1)
+    await b.customers("c1")
+    with pytest.raises(Unavailable):
+        await b.submit(reservation("c1"))
+
+    # The bank never retried the reservation: the assessment alone earns no ticket.
+    assessed = await b.submit(assessment("c1"))
+
+    assert outcome(assessed.decision, "early_bird_lottery") is Outcome.CONDITION_FALSE
+    assert await b.usage("early_bird_double_points") == (0, Decimal("0.00"))
+    # Its retry counts once, and the lottery fires on it, which now comes second.
+    retried = await b.submit(reservation("c1"))
+    assert outcome(retried.decision, "early_bird_lottery") is Outcome.FIRED
+    assert outcome(retried.decision, "early_bird_double_points") is Outcome.FIRED
+
+
+async def test_submit_many_answers_each_event_in_order_and_commits_them_together(
+    example_campaign: Campaign,
+) -> None:
+    b = await bench(example_campaign)
+    await b.customers("c1", "c2")
+    first = reservation("c1")
+    await b.submit(first)
+    reused = Event(first.id, "reservation", "c1", IN_WARMUP, {"product": "other"})
+    batch = [
+        assessment("c1"),  # the lottery: c1 reserved before
+        reservation("c2"),
+        reservation("c2"),  # the same event twice in one batch
+        first,  # a replay of one committed before
+        reused,  # its id with another body
+        Event("e-nobody", "reservation", "nobody", IN_WARMUP),
+    ]
+
+    answers = await b.engine.submit_many(batch)
+
+    assert len(answers) == len(batch)
+    lottery, c2, c2_again, replay, conflict, unknown = answers
+    assert isinstance(lottery, Submitted) and not lottery.replayed
+    assert outcome(lottery.decision, "early_bird_lottery") is Outcome.FIRED
+    assert isinstance(c2, Submitted) and not c2.replayed
+    assert isinstance(c2_again, Submitted) and c2_again.replayed
+    assert c2_again.decision == c2.decision
+    assert isinstance(replay, Submitted) and replay.replayed
+    assert isinstance(conflict, EventIdReused)
+    assert isinstance(unknown, UnknownCustomer)
+    assert await b.usage("early_bird_double_points") == (2, Decimal("0.00"))
+    assert await b.usage("early_bird_lottery") == (1, Decimal("3.00"))
+    assert set(b.store.events) == {first.id, "risk-c1", "res-c2"}
+
+
+async def test_submit_many_undoes_the_events_whose_commit_failed(
+    example_campaign: Campaign,
+) -> None:
+    b = await failing_bench(example_campaign, failures=1)
+    await b.customers("c1", "c2")
+
+    failed, stood = await b.engine.submit_many([reservation("c1"), reservation("c2")])
+
+    assert isinstance(failed, Unavailable)
+    assert isinstance(stood, Submitted) and stood.decision.granted
+    assert await b.usage("early_bird_double_points") == (1, Decimal("0.00"))
+    state = await b.store.observe(assessment("c1"), "warmup")
+    assert dict(state.phase_counts) == {"risk_assessment": 1}

@@ -146,7 +146,7 @@ async def test_a_failing_batch_fails_every_waiter_and_leaves_nothing_written(
         # taken-not-committed, and the engine gives them back.
         assert await store.usage() == {"m1": MechanicUsage(3, Decimal("3.00"))}
         for r in batch:
-            await store.release(r.claims)
+            await store.release(r.event, r.claims)
         assert await store.usage() == {"m1": MechanicUsage(0, Decimal("0.00"))}
         # A retry of the innocent one then goes through.
         assert await decide(store, good) is good

@@ -45,6 +45,16 @@ class _Counts:
         in_phase[event_type] = in_phase.get(event_type, 0) + by
         return in_phase
 
+    def uncount(self, event_type: str, phase: str | None) -> None:
+        """Take back one event counted by `count`; a count back at zero goes."""
+        for counts in (self.campaign, self.phase.get(phase) if phase is not None else None):
+            if counts is not None:
+                left = counts.get(event_type, 0) - 1
+                if left > 0:
+                    counts[event_type] = left
+                else:
+                    counts.pop(event_type, None)
+
 
 # Shared, never written: the counts of "no phase", and no perks.
 _NO_COUNTS: dict[str, int] = {}
@@ -66,6 +76,9 @@ class MemoryStore:
         # event just before the original committed, sees the same state and does not
         # count again. Older duplicates find the committed event first.
         self._observed: dict[str, CustomerState] = {}
+        # What each event observed afresh counted (customer, type, phase), until it is
+        # committed: a record that is released takes its count back.
+        self._counting: dict[str, tuple[str, str, str | None]] = {}
         # Claims taken by events in flight (a failed commit releases them), and by
         # events committed in the last RETAIN_S seconds (never released again), so a
         # duplicate gets the same claims and takes nothing twice.
@@ -102,7 +115,11 @@ class MemoryStore:
         event_id = record.event.id
         existing = self.events.get(event_id)
         if existing is not None:
+            # A duplicate that counted afresh (its original's marks were forgotten):
+            # the original's count stands, so the duplicate's goes.
+            self._uncount(event_id)
             return existing
+        self._counting.pop(event_id, None)
         self.events[event_id] = record
         for entry in record.decision.grants:
             self.ledger[entry.customer_id].append(entry)
@@ -152,6 +169,7 @@ class MemoryStore:
         # Copies: a state is a snapshot as of one event, and later events count on.
         state = CustomerState(dict(in_phase), dict(counts.campaign), perks)
         self._observed[event.id] = state
+        self._counting[event.id] = (event.customer_id, event.type, phase)
         return state
 
     async def take(self, claims: Sequence[Claim]) -> Mapping[str, ClaimOutcome]:
@@ -174,7 +192,9 @@ class MemoryStore:
             results[claim.mechanic_id] = outcome
         return results
 
-    async def release(self, claims: Sequence[Claim]) -> None:
+    async def release(self, event: Event, claims: Sequence[Claim]) -> None:
+        if self._uncount(event.id):
+            self._observed.pop(event.id, None)
         for claim in claims:
             if self._claimed.pop((claim.event_id, claim.mechanic_id), None) is not None:
                 self.counters.release(claim)
@@ -202,6 +222,15 @@ class MemoryStore:
             for claim in record.claims:
                 self.counters.add(claim)
                 self._hold_perks(claim)
+
+    def _uncount(self, event_id: str) -> bool:
+        """Take back the count an uncommitted event added; True if there was one."""
+        counted = self._counting.pop(event_id, None)
+        if counted is None:
+            return False
+        customer_id, event_type, phase = counted
+        self.counts[customer_id].uncount(event_type, phase)
+        return True
 
     def _hold_perks(self, claim: Claim) -> None:
         perks = self.counts[claim.customer_id].perks

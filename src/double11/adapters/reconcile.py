@@ -22,6 +22,12 @@ FLUSHDB, a failover to a lagging replica) that the ledger still has.
    checks the age again atomically, so a retry that has just reused the claim
    keeps it; claims whose commit lands after the look are put back by step 2's
    script straight away.
+4. **Forget** every observation (the count an event added to its customer's
+   state) of an event PostgreSQL has not committed, last observed more than
+   `grace` ago: a dead worker's event must not count towards a condition such
+   as "reserved and assessed". Events found committed leave the pending set.
+   The script checks the age again, so an event a retry has just observed is
+   left alone; if such a retry then commits, its count is the one it observed.
 
 `grace` must exceed the longest time between a take and its commit (the store's
 commit timeout bounds that), or a slow commit could lose its claim.
@@ -31,8 +37,9 @@ then does not release its claims (`PostgresStore.commit_outcome_unknown`):
 they are orphans or not, and step 3 or the retry settles which, so a unit is
 never granted twice because a commit's answer was lost.
 
-After it, each mechanic's ``granted`` equals its claims in the ledger, and its
-``spent`` their cost.
+After it, each mechanic's ``granted`` equals its claims in the ledger, its
+``spent`` their cost, and each customer's counts are those of their committed
+events (plus any observed within the grace period).
 """
 
 from __future__ import annotations
@@ -69,12 +76,14 @@ class ReconcileReport:
     rebuilt: bool
     restored: int
     released: int
+    forgotten: int = 0
 
     def __str__(self) -> str:
         rebuilt = "rebuilt from PostgreSQL; " if self.rebuilt else ""
         return (
             f"{rebuilt}restored {self.restored} committed claim(s), "
-            f"released {self.released} orphan claim(s)"
+            f"released {self.released} orphan claim(s), "
+            f"forgot {self.forgotten} uncommitted observation(s)"
         )
 
 
@@ -87,6 +96,8 @@ _COMMITTED_CLAIMS = text(
 _COMMITTED_AMONG = text(
     "SELECT id, customer_id, claims FROM events WHERE id = ANY(CAST(:ids AS varchar[]))"
 )
+
+_COMMITTED_IDS = text("SELECT id FROM events WHERE id = ANY(CAST(:ids AS varchar[]))")
 
 _COUNTS = text(
     "SELECT customer_id, type, phase, count(*) AS n FROM events GROUP BY customer_id, type, phase"
@@ -110,8 +121,9 @@ async def reconcile(
     held = await limits.held_claims()
     restored = await _restore_committed(pg, limits, {(h.mechanic_id, h.event_id) for h in held})
     released = await _release_orphans(pg, limits, held, grace)
-    report = ReconcileReport(rebuilt, restored, released)
-    if rebuilt or restored or released:
+    forgotten = await _forget_orphan_observations(pg, limits, grace)
+    report = ReconcileReport(rebuilt, restored, released, forgotten)
+    if rebuilt or restored or released or forgotten:
         log.warning("reconcile: %s", report)
     return report
 
@@ -237,6 +249,28 @@ async def _release_orphans(
         for part in _chunks(back):
             released -= await limits.restore(part)
     return released
+
+
+async def _forget_orphan_observations(
+    pg: PostgresStore, limits: RedisLimitBook, grace: timedelta
+) -> int:
+    cutoff = await limits.server_ms() - int(grace.total_seconds() * 1000)
+    forgotten = 0
+    while ids := await limits.pending(cutoff, CHUNK):
+        async with pg.engine.connect() as conn:
+            committed = {row.id for row in await conn.execute(_COMMITTED_IDS, {"ids": ids})}
+        await limits.settled([i for i in ids if i in committed])
+        orphans = [i for i in ids if i not in committed]
+        customers = await limits.observers(orphans)
+        # An observation that expired has nothing left to undo; it just leaves the set.
+        await limits.settled([i for i in orphans if i not in customers])
+        # One that a retry observed again meanwhile is kept, and its newer time puts it
+        # past the cutoff, so the next look does not find it again.
+        forgotten += await limits.forget(
+            [(i, customers[i]) for i in orphans if i in customers],
+            observed_at_or_before_ms=cutoff,
+        )
+    return forgotten
 
 
 async def reconcile_urls(

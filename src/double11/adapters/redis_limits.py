@@ -16,6 +16,9 @@ Keys, all under one prefix (default ``d11:``; tests use their own):
                       cap bucket, perks, cap, taken-at ms by the Redis clock)
 ``cust:CUSTOMER``     hash of the customer's counts, perks and cap counters
 ``obs:EVENT``         the state one event observed, kept for `observed_ttl`
+``pending``           zset event id -> last observed (server ms) of events not
+                      yet known to be committed; reconcile drops the committed
+                      ones and undoes the counts of the rest (`forget`)
 ====================  =========================================================
 
 One Redis node (or a primary with replicas) is assumed. On Redis Cluster put the
@@ -125,7 +128,14 @@ class HeldClaim:
     taken_ms: int
 
 
+class _Undo(msgspec.Struct):
+    """What forget.lua undoes, from an observation: [customer, type, in phase, phase]."""
+
+    u: tuple[str, str, str, str]
+
+
 _state_decoder = msgspec.json.Decoder(_State)
+_undo_decoder = msgspec.json.Decoder(_Undo)
 _record_decoder = msgspec.json.Decoder(_Record)
 
 
@@ -146,10 +156,12 @@ class RedisLimitBook:
         self._observe = client.register_script(_script("observe"))
         self._take = client.register_script(_script("take"))
         self._release = client.register_script(_script("release"))
+        self._forget = client.register_script(_script("forget"))
         self._restore = client.register_script(_script("restore"))
         self.ready_key = prefix + "ready"
         self.granted_key = prefix + "granted"
         self.spent_key = prefix + "spent"
+        self.pending_key = prefix + "pending"
         # Called when a script finds the book uninitialised: scale-out wires it to a
         # reconcile that rebuilds from PostgreSQL, so a flushed Redis heals itself.
         self.on_not_ready: Callable[[], Coroutine[Any, Any, None]] | None = None
@@ -176,8 +188,14 @@ class RedisLimitBook:
 
     # the port
     async def observe(self, event: Event, phase: str | None) -> CustomerState:
-        keys = [self.ready_key, self.observed_key(event.id), self.customer_key(event.customer_id)]
+        keys = [
+            self.ready_key,
+            self.observed_key(event.id),
+            self.customer_key(event.customer_id),
+            self.pending_key,
+        ]
         args = [event.type, "0" if phase is None else "1", phase or "", self._ttl]
+        args += [event.id, event.customer_id]
         raw = await self._run(self._observe, keys, args)
         state = _state_decoder.decode(raw)
         return CustomerState(state.p, state.c, frozenset(state.k))
@@ -203,17 +221,14 @@ class RedisLimitBook:
         outcomes = await self._run(self._take, keys, args)
         return {c.mechanic_id: ClaimOutcome(o) for c, o in zip(claims, outcomes, strict=True)}
 
-    async def release(self, claims: Sequence[Claim]) -> None:
-        # A claim whose event may have been committed after all stays taken: releasing
-        # it could grant its unit twice. Reconcile settles it once the grace period is over.
+    async def release(self, event: Event, claims: Sequence[Claim]) -> None:
+        # An event that may have been committed after all keeps its count and claims:
+        # releasing them could grant a unit twice. Reconcile settles it after the grace.
         keep = self.commit_outcome_unknown
-        await self.release_held(
-            [
-                (c.mechanic_id, c.event_id, c.customer_id)
-                for c in claims
-                if keep is None or not keep(c.event_id)
-            ]
-        )
+        if keep is not None and keep(event.id):
+            return
+        held = [(c.mechanic_id, c.event_id, c.customer_id) for c in claims]
+        await asyncio.gather(self.release_held(held), self.forget([(event.id, event.customer_id)]))
 
     async def usage(self) -> Mapping[str, MechanicUsage]:
         granted, spent = await self._usage()
@@ -257,6 +272,46 @@ class RedisLimitBook:
             args += [mechanic_id, event_id]
         released = await self._run(self._release, keys, args, check_ready=False)
         return int(released)
+
+    async def forget(
+        self, observed: Sequence[tuple[str, str]], *, observed_at_or_before_ms: int | None = None
+    ) -> int:
+        """Undo the counts of events given as (event, customer) that were never committed.
+
+        Only pending ones, and with a cutoff only those last observed at or before it.
+        """
+        if not observed:
+            return 0
+        keys = [self.pending_key]
+        args = ["" if observed_at_or_before_ms is None else str(observed_at_or_before_ms)]
+        for event_id, customer_id in observed:
+            keys += [self.observed_key(event_id), self.customer_key(customer_id)]
+            args.append(event_id)
+        forgotten = await self._run(self._forget, keys, args, check_ready=False)
+        return int(forgotten)
+
+    async def pending(self, observed_at_or_before_ms: int, limit: int) -> list[str]:
+        """Up to `limit` ids of events observed at or before the cutoff, not yet settled."""
+        found = await self.client.zrangebyscore(
+            self.pending_key, "-inf", observed_at_or_before_ms, start=0, num=limit
+        )
+        return [str(event_id) for event_id in found]  # the client decodes responses
+
+    async def settled(self, event_ids: Sequence[str]) -> None:
+        """Drop committed events from the pending set: their counts stand."""
+        if event_ids:
+            await self.client.zrem(self.pending_key, *event_ids)
+
+    async def observers(self, event_ids: Sequence[str]) -> dict[str, str]:
+        """The customer of each event whose observation is still kept, by event id."""
+        if not event_ids:
+            return {}
+        raws = await self.client.mget([self.observed_key(e) for e in event_ids])
+        out: dict[str, str] = {}
+        for event_id, raw in zip(event_ids, raws, strict=True):
+            if raw is not None:
+                out[event_id] = _undo_decoder.decode(raw).u[0]
+        return out
 
     async def restore(self, held: Sequence[HeldClaim]) -> int:
         """Add committed claims that are missing, without checking limits; returns how many."""

@@ -390,7 +390,7 @@ class SqliteStore(MemoryStore):
             else:
                 # The event was already in the file: this attempt's claims were
                 # never written, so they go back, and the stored record stands.
-                await self.release(pending.record.claims)
+                await self.release(pending.record.event, pending.record.claims)
                 self.apply(existing)
                 results.append(existing)
         # `apply` retires the in-flight marks, and files the record and its ledger

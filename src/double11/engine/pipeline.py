@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
@@ -24,7 +25,9 @@ from double11.domain.limits import Claim, ClaimOutcome
 from double11.domain.rules import Rules
 from double11.domain.values import value
 from double11.engine.ports import Clock, EventRecord, RiskStep, Stores
-from double11.errors import Unavailable
+from double11.errors import Double11Error, Unavailable
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_AHEAD = timedelta(minutes=5)
 
@@ -112,6 +115,52 @@ class Engine:
 
     async def submit(self, event: Event) -> Submitted:
         """Decide one event exactly once; a replay returns the first decision."""
+        decided = await self._decide(event)
+        if isinstance(decided, Submitted):
+            return decided
+        try:
+            stored = await self.stores.events.commit(decided)
+        except Exception as exc:
+            raise await self._not_committed(decided, exc) from exc
+        return self._answer(decided, stored)
+
+    async def submit_many(self, events: Sequence[Event]) -> list[Submitted | Double11Error]:
+        """Decide events in order, as `submit` would one by one, and commit them together.
+
+        Per event, its answer, or the error that refused it (bad input, a reused id,
+        a failed commit): one event's error is its own. Each decision is committed
+        before this returns. For a rehearsal, a replay or a bulk import, where one
+        wait for the store per batch instead of per event is most of the difference.
+        """
+        answers: list[Submitted | Double11Error | None] = []
+        records: list[EventRecord] = []
+        slots: list[int] = []
+        for event in events:
+            try:
+                decided = await self._decide(event)
+            except Double11Error as exc:
+                answers.append(exc)
+                continue
+            if isinstance(decided, Submitted):
+                answers.append(decided)
+                continue
+            slots.append(len(answers))
+            records.append(decided)
+            answers.append(None)
+        if records:
+            stored = await self.stores.events.commit_many(records)
+            for slot, record, result in zip(slots, records, stored, strict=True):
+                if isinstance(result, Exception):
+                    answers[slot] = await self._not_committed(record, result)
+                    continue
+                try:
+                    answers[slot] = self._answer(record, result)
+                except Double11Error as exc:
+                    answers[slot] = exc
+        return [a for a in answers if a is not None]
+
+    async def _decide(self, event: Event) -> EventRecord | Submitted:
+        """The record to commit for a new event, or the answer to a replay."""
         # One reading of the clock serves the bound on `at` and the decision's time.
         now = self.clock.now()
         event, utc = self._validate(event, now)
@@ -126,26 +175,47 @@ class Engine:
         rules = self._rules
         phase = rules.phase_at(utc)
         state = await stores.limits.observe(event, phase)
-        facts = Facts(customer, event, state, phase)
-        the_plan = rules.plan(facts, utc)
-        risk = await self.risk.assess(facts)
-        claims = the_plan.claims
-        taken: Mapping[str, ClaimOutcome] = _NOTHING_TAKEN
-        mine: tuple[Claim, ...] = ()
-        if claims and risk.verdict is _ALLOW:
-            taken = await stores.limits.take(claims)
-            mine = _taken(claims, taken)
-        decision = rules.settle(the_plan, facts, risk, taken, now)
-        record = EventRecord(event, print_, phase, decision, mine)
+        claims: tuple[Claim, ...] = ()
         try:
-            stored = await stores.events.commit(record)
-        except Exception as exc:
-            # Nothing was written, so nothing may stay taken; the sender will retry.
-            await stores.limits.release(mine)
-            raise Unavailable(f"the event could not be committed: {type(exc).__name__}") from exc
+            facts = Facts(customer, event, state, phase)
+            the_plan = rules.plan(facts, utc)
+            risk = await self.risk.assess(facts)
+            claims = the_plan.claims
+            taken: Mapping[str, ClaimOutcome] = _NOTHING_TAKEN
+            mine: tuple[Claim, ...] = ()
+            if claims and risk.verdict is _ALLOW:
+                taken = await stores.limits.take(claims)
+                mine = _taken(claims, taken)
+            decision = rules.settle(the_plan, facts, risk, taken, now)
+        except BaseException:
+            # The event will not be committed: its count must not stay, nor any claim
+            # the take may have got before it failed (releasing one not taken is a no-op).
+            await self._release_quietly(event, claims)
+            raise
+        return EventRecord(event, print_, phase, decision, mine)
+
+    async def _not_committed(self, record: EventRecord, exc: Exception) -> Unavailable:
+        """Undo a record whose commit failed; the error to answer with."""
+        # Nothing was written, so nothing may stay counted or taken; the sender will
+        # retry, and the retry counts and takes afresh.
+        await self.stores.limits.release(record.event, record.claims)
+        error = Unavailable(f"the event could not be committed: {type(exc).__name__}")
+        error.__cause__ = exc
+        return error
+
+    async def _release_quietly(self, event: Event, claims: tuple[Claim, ...]) -> None:
+        try:
+            await self.stores.limits.release(event, claims)
+        except Exception:
+            # The store is failing too; reconcile settles what stays (scale-out), or the
+            # next open rebuilds it (embedded). The first error is the one to report.
+            log.warning("could not undo event %r after a failure", event.id, exc_info=True)
+
+    @staticmethod
+    def _answer(record: EventRecord, stored: EventRecord) -> Submitted:
         if stored is record:
-            return Submitted(decision, False)
-        return self._replay(stored, print_)
+            return Submitted(record.decision, False)
+        return Engine._replay(stored, record.fingerprint)
 
     @staticmethod
     def _replay(prior: EventRecord, print_: str) -> Submitted:

@@ -76,8 +76,9 @@ class LimitBook(Protocol):
         """Take each claim atomically, by mechanic id; idempotent per (event, mechanic)."""
         ...
 
-    async def release(self, claims: Sequence[Claim]) -> None:
-        """Give back taken claims whose event could not be committed."""
+    async def release(self, event: Event, claims: Sequence[Claim]) -> None:
+        """Undo an event that will not be committed: the count it added to its customer's
+        state (if it was counted afresh) and the claims it took. Twice undoes once."""
         ...
 
     async def usage(self) -> Mapping[str, MechanicUsage]: ...
