@@ -33,7 +33,7 @@ from double11.runtime import settle_heap
 
 
 async def run_once(
-    db_url: str, sync: str, n_events: int, n_customers: int, in_flight: int
+    db_url: str, sync: str, n_events: int, n_customers: int, in_flight: int, batch: int
 ) -> float:
     campaign = load_campaign(example_campaign_path())
     stores = await open_stores(db_url, sqlite_synchronous=sync)
@@ -52,7 +52,12 @@ async def run_once(
             await engine.submit(event)
 
     began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    if batch:
+        for start in range(0, len(events), batch):
+            answers = await engine.submit_many(events[start : start + batch])
+            assert not any(isinstance(a, Exception) for a in answers)
+    else:
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
     elapsed = time.perf_counter() - began
     await stores.close()
     return n_events / elapsed
@@ -62,7 +67,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--customers", type=int, default=50_000)
-    parser.add_argument("--in-flight", type=int, default=2000)
+    parser.add_argument("--in-flight", type=int, default=2000, help="events in flight (submit)")
+    parser.add_argument("--batch", type=int, default=500, help="events per submit_many call")
+    parser.add_argument("--modes", default="submit,submit_many")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--core", type=int, default=0, help="pin to this core; -1 to not pin")
     args = parser.parse_args()
@@ -73,16 +80,18 @@ def main() -> None:
         cases = [("memory", "memory://", "FULL")] + [
             (f"sqlite-{s.lower()}", f"sqlite:///{Path(tmp) / s}.db", s) for s in ("NORMAL", "FULL")
         ]
-        for name, url, sync in cases:
-            rates = []
-            for run in range(args.runs):
-                run_url = url if url == "memory://" else url.replace(".db", f"-{run}.db")
-                rate = asyncio.run(
-                    run_once(run_url, sync, args.events, args.customers, args.in_flight)
-                )
-                rates.append(rate)
-                print(f"{name} run {run + 1}: {rate:,.0f} decisions/s", flush=True)
-            results[name] = statistics.median(rates)
+        for mode in args.modes.split(","):
+            batch = args.batch if mode == "submit_many" else 0
+            for name, url, sync in cases:
+                rates = []
+                for run in range(args.runs):
+                    run_url = url if url == "memory://" else url.replace(".db", f"-{mode}{run}.db")
+                    rate = asyncio.run(
+                        run_once(run_url, sync, args.events, args.customers, args.in_flight, batch)
+                    )
+                    rates.append(rate)
+                    print(f"{mode} {name} run {run + 1}: {rate:,.0f} decisions/s", flush=True)
+                results[f"{mode} {name}"] = statistics.median(rates)
     print(
         json.dumps(
             {

@@ -119,10 +119,19 @@ class MemoryStore:
             # the original's count stands, so the duplicate's goes.
             self._uncount(event_id)
             return existing
-        self._counting.pop(event_id, None)
         self.events[event_id] = record
         for entry in record.decision.grants:
             self.ledger[entry.customer_id].append(entry)
+        self.settled(record)
+        return record
+
+    def settled(self, record: EventRecord) -> None:
+        """The limit book's part of a commit: the record's count and claims now stand.
+
+        `apply` calls it; a store that keeps records elsewhere calls it alone.
+        """
+        event_id = record.event.id
+        self._counting.pop(event_id, None)
         # The event's in-flight claims are now committed ones.
         if record.claims:
             claimed = self._claimed
@@ -132,7 +141,6 @@ class MemoryStore:
         self._generations[-1].append(event_id)
         if monotonic() >= self._generation_ends:
             self._next_generation()
-        return record
 
     def _next_generation(self) -> None:
         """Begin a generation of committed ids; forget the marks of the oldest one."""
