@@ -168,6 +168,9 @@ def serve(
         workers=workers,
         log_level=log_level,
         access_log=False,
+        # Nothing reads the client's address (bank systems report the customer's IP and
+        # device in the event), so the proxy-headers layer is ~3% of a request for nothing.
+        proxy_headers=False,
         # uvicorn kills a worker that misses a health check for this long. Its default,
         # 5 s, kills busy but healthy workers on a saturated machine, dropping their
         # in-flight requests at the worst moment; a hung worker is still replaced.

@@ -26,6 +26,7 @@ from double11.domain.customer import Customer
 from double11.domain.decision import Decision
 from double11.domain.events import Event
 from double11.domain.facts import CustomerState, Facts
+from double11.domain.limits import Claim, ClaimOutcome
 from double11.domain.rules import Rules, _LocalDays
 from double11.engine.pipeline import fingerprint
 from double11.engine.ports import EventRecord
@@ -180,7 +181,7 @@ class FakeMonotonic:
         return self.now
 
 
-async def test_a_duplicate_within_the_retention_sees_its_state_and_a_later_one_counts_anew(
+async def test_a_duplicate_taking_after_its_original_committed_takes_nothing_twice_for_a_while(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = FakeMonotonic()
@@ -188,22 +189,27 @@ async def test_a_duplicate_within_the_retention_sees_its_state_and_a_later_one_c
     store = MemoryStore()
     at = datetime(2026, 11, 1, tzinfo=UTC)
     first = Event("e1", "checkin", "c1", at)
-    state = await store.observe(first, "warmup")
-    await store.commit(record(first))
-    # Other events keep committing while the clock runs to just short of RETAIN_S.
+    claim = Claim("e1", "m1", "c1", quota=1)
+    await store.observe(first, "warmup")
+    assert await store.take([claim]) == {"m1": ClaimOutcome.TAKEN}
+    await store.commit(record(first, claim))
+    # A duplicate that was in flight meanwhile takes the quota's only unit again: it
+    # gets the claim its original committed, while other events keep committing.
     for n in range(int(RETAIN_S)):
         clock.now += 1.0 - 1e-6
-        await store.commit(record(Event(f"other{n}", "checkin", "c2", at)))
-        assert await store.observe(first, "warmup") is state
-    assert store.counts["c1"].campaign == {"checkin": 1}
-    # Long after, the marks are gone: only the committed event itself stands.
+        await store.commit(record(Event(f"o{n}", "checkin", "c2", at), Claim(f"o{n}", "m2", "c2")))
+        assert await store.take([claim]) == {"m1": ClaimOutcome.TAKEN}
+    assert (await store.usage())["m1"].granted == 1
+    # Its state was dropped at the commit: a duplicate finds the event from then on.
+    assert first.id not in store._observed
+    # Long after, the marks are gone too: only the committed event itself stands.
     for n in range(3 * int(RETAIN_S)):
         clock.now += 1.0
-        await store.commit(record(Event(f"later{n}", "checkin", "c2", at)))
-    assert first.id not in store._observed
+        await store.commit(record(Event(f"l{n}", "checkin", "c2", at), Claim(f"l{n}", "m2", "c2")))
+    assert ("e1", "m1") not in store._recent
     assert await store.find_event(first.id) is not None
 
 
-def record(event: Event) -> EventRecord:
+def record(event: Event, *claims: Claim) -> EventRecord:
     decision = Decision(event.id, event.customer_id, event.type, None, NO_RULES, (), (), event.at)
-    return EventRecord(event, "", None, decision)
+    return EventRecord(event, "", None, decision, claims)

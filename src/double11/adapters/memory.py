@@ -71,24 +71,28 @@ class MemoryStore:
         self.ledger: defaultdict[str, list[LedgerEntry]] = defaultdict(list)
         self.counters = LimitCounters()
         self.counts: defaultdict[str, _Counts] = defaultdict(_Counts)
-        # The state each event observed, kept while it is in flight and for RETAIN_S
-        # seconds once committed: a concurrent duplicate, or one that looked for its
-        # event just before the original committed, sees the same state and does not
-        # count again. Older duplicates find the committed event first.
+        # The state each event observed, kept while it is in flight: a concurrent
+        # duplicate sees the same state and does not count again. Once the event is
+        # committed `find_event` answers for it, and nothing between that lookup and
+        # `observe` waits, so a duplicate cannot miss both; dropping the state at the
+        # commit keeps the heap (and the collector's full passes) small.
         self._observed: dict[str, CustomerState] = {}
         # What each event observed afresh counted (customer, type, phase), until it is
         # committed: a record that is released takes its count back.
         self._counting: dict[str, tuple[str, str, str | None]] = {}
         # Claims taken by events in flight (a failed commit releases them), and by
-        # events committed in the last RETAIN_S seconds (never released again), so a
-        # duplicate gets the same claims and takes nothing twice.
+        # events committed in the last RETAIN_S seconds (never released again): a
+        # duplicate that passed `find_event` while its original was in flight may take
+        # after the original committed (when the risk step waits), and gets the same
+        # claims instead of taking twice. Only (event, mechanic) keys are kept: tuples of
+        # strings, which the collector stops tracking after its first look.
         self._claimed: dict[tuple[str, str], Claim] = {}
-        self._recent_claims: dict[str, tuple[Claim, ...]] = {}
-        # The ids committed, by generations of RETAIN_S / _GENERATIONS seconds: one is
-        # forgotten when _GENERATIONS newer ones have begun, so at least RETAIN_S after
-        # its last commit. This costs an append per commit, where a deque of times
-        # cost a clock reading, a tuple and a check each.
-        self._generations: deque[list[str]] = deque([[]])
+        self._recent: set[tuple[str, str]] = set()
+        # Those keys by generations of RETAIN_S / _GENERATIONS seconds: one is forgotten
+        # when _GENERATIONS newer ones have begun, so at least RETAIN_S after its
+        # commit. This costs an append per claim, where a deque of times cost a clock
+        # reading, a tuple and a check each.
+        self._generations: deque[list[tuple[str, str]]] = deque([[]])
         self._generation_ends = monotonic() + RETAIN_S / _GENERATIONS
 
     # customers
@@ -132,26 +136,25 @@ class MemoryStore:
         """
         event_id = record.event.id
         self._counting.pop(event_id, None)
+        self._observed.pop(event_id, None)
         # The event's in-flight claims are now committed ones.
         if record.claims:
-            claimed = self._claimed
+            claimed, recent, generation = self._claimed, self._recent, self._generations[-1]
             for claim in record.claims:
-                claimed.pop((claim.event_id, claim.mechanic_id), None)
-            self._recent_claims[event_id] = record.claims
-        self._generations[-1].append(event_id)
-        if monotonic() >= self._generation_ends:
-            self._next_generation()
+                key = (claim.event_id, claim.mechanic_id)
+                claimed.pop(key, None)
+                recent.add(key)
+                generation.append(key)
+            if monotonic() >= self._generation_ends:
+                self._next_generation()
 
     def _next_generation(self) -> None:
-        """Begin a generation of committed ids; forget the marks of the oldest one."""
+        """Begin a generation of committed claims; forget the oldest one's."""
         generations = self._generations
         generations.append([])
         self._generation_ends = monotonic() + RETAIN_S / _GENERATIONS
         if len(generations) > _GENERATIONS + 1:
-            observed, recent = self._observed, self._recent_claims
-            for event_id in generations.popleft():
-                observed.pop(event_id, None)
-                recent.pop(event_id, None)
+            self._recent.difference_update(generations.popleft())
 
     async def ledger_for(self, customer_id: str) -> Sequence[LedgerEntry]:
         return tuple(self.ledger.get(customer_id, ()))
@@ -188,8 +191,7 @@ class MemoryStore:
             if key in claimed:
                 results[claim.mechanic_id] = _TAKEN
                 continue
-            committed = self._recent_claims.get(claim.event_id)
-            if committed is not None and any(c.mechanic_id == claim.mechanic_id for c in committed):
+            if key in self._recent:
                 results[claim.mechanic_id] = _TAKEN
                 continue
             outcome = self.counters.take(claim)

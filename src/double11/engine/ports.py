@@ -69,7 +69,11 @@ class EventLog(Protocol):
 
 class LimitBook(Protocol):
     async def observe(self, event: Event, phase: str | None) -> CustomerState:
-        """Count the event into its customer's state and return the state; idempotent per id."""
+        """Count the event into its customer's state and return the state.
+
+        Idempotent per id while the event is in flight (a concurrent duplicate sees
+        the same state); once it is committed, `find_event` answers for it.
+        """
         ...
 
     async def take(self, claims: Sequence[Claim]) -> Mapping[str, ClaimOutcome]:
