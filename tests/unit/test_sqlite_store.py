@@ -389,3 +389,27 @@ async def test_customers_are_read_from_the_file_and_cached(tmp_path: Path) -> No
         assert await store.get_customer("c1") is found
     finally:
         await store.close()
+
+
+async def test_the_wal_is_copied_into_the_file_beside_the_writer_and_emptied_at_close(
+    tmp_path: Path,
+) -> None:
+    store = await open_sqlite_store(url(tmp_path))
+    db = tmp_path / "store.db"
+    wal = tmp_path / "store.db-wal"
+    try:
+        before = db.stat().st_size
+        await asyncio.gather(*(decide(store, make_record(f"e{i}", f"c{i}")) for i in range(2000)))
+        # The writer never checkpoints; the checkpointer thread does, within a second.
+        deadline = asyncio.get_running_loop().time() + 10
+        while db.stat().st_size <= before:
+            assert asyncio.get_running_loop().time() < deadline, "no checkpoint came"
+            await asyncio.sleep(0.1)
+    finally:
+        await store.close()
+    assert not wal.exists() or wal.stat().st_size == 0
+    again = await open_sqlite_store(url(tmp_path))
+    try:
+        assert await again.find_event("e1999") is not None
+    finally:
+        await again.close()
