@@ -181,7 +181,7 @@ def parse_campaign(text: str) -> Campaign:
             problems.append(_msgspec_problem(str(exc), CampaignDoc, "", tree))
     if problems:
         raise CampaignFileError([_locate(tree, p) for p in problems])
-    campaign = _build(doc, problems)
+    campaign = _build(doc, problems, digest(text))
     if problems:
         raise CampaignFileError([_locate(tree, p) for p in problems])
     assert campaign is not None
@@ -345,7 +345,7 @@ def _amount_ok(path: str, value: Decimal | None, bad: Any, *, cents: bool = True
     return True
 
 
-def _build(doc: CampaignDoc, problems: list[Problem]) -> Campaign | None:
+def _build(doc: CampaignDoc, problems: list[Problem], version: str) -> Campaign | None:
     def bad(path: str, message: str) -> None:
         problems.append(Problem(path, message))
 
@@ -392,6 +392,7 @@ def _build(doc: CampaignDoc, problems: list[Problem]) -> Campaign | None:
         segments={n: Segment(n, c) for n, c in segments.items()},
         perks=perks,
         point_value=doc.point_value,
+        version=version,
     )
 
 

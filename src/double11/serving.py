@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from double11.bootstrap import build_engine, record_campaign_version
-from double11.campaign_file import digest, parse_campaign, read_campaign
+from double11.campaign_file import parse_campaign, read_campaign
 from double11.runtime import settle_heap
 from double11.settings import Settings
 
@@ -77,7 +77,7 @@ class EngineApp:
         engine = await build_engine(self.settings, campaign)
         # Every run of a campaign file is on record, so a change can be traced to who
         # served it and when, and `double11 versions --show` gives it back to serve again.
-        await record_campaign_version(engine.stores, campaign, source, digest(source))
+        await record_campaign_version(engine.stores, campaign, source, campaign.version)
         self.app = create_app(engine, self.settings)
         self._close = engine.stores.close
         settle_heap()

@@ -18,6 +18,7 @@ from double11.adapters.memory import MemoryStore
 from double11.api import create_app, parse_api_keys
 from double11.api.auth import API_KEYS_ENV, KeyRing, api_keys_from_env
 from double11.api.fastpath import EventsFastPath
+from double11.campaign_file import digest
 from double11.domain.customer import Customer
 from double11.domain.ledger import Asset
 from double11.engine.codec import decode_decision
@@ -25,6 +26,7 @@ from double11.engine.pipeline import Engine
 from double11.engine.ports import Stores
 from double11.settings import Settings
 
+from .conftest import CAMPAIGN_FILE
 from .doubles import FailingEventLog
 
 PROBLEM_JSON = "application/problem+json"
@@ -650,6 +652,8 @@ async def test_the_campaign_shows_its_phases_the_current_one_and_every_mechanics
     body = response.json()
     assert body["id"] == "bank-double11-2026" and body["timezone"] == "Asia/Shanghai"
     assert body["current_phase"] == "warmup"
+    # The version is the digest of the example file's exact text.
+    assert body["version"] == digest(CAMPAIGN_FILE.read_text(encoding="utf-8"))
     assert [p["name"] for p in body["phases"]] == ["warmup", "main_day", "review"]
     mechanics = {m["id"]: m for m in body["mechanics"]}
     assert mechanics["early_bird_double_points"]["quota"] == {"used": 1, "limit": 10000}

@@ -879,3 +879,28 @@ async def test_submit_many_undoes_the_events_whose_commit_failed(
     assert await b.usage("early_bird_double_points") == (1, Decimal("0.00"))
     state = await b.store.observe(assessment("c1"), "warmup")
     assert dict(state.phase_counts) == {"risk_assessment": 1}
+
+
+async def test_a_holdout_customer_is_recorded_and_told_what_it_would_have_earned_but_gets_nothing(
+    example_campaign: Campaign,
+) -> None:
+    b = await bench(example_campaign)
+    await b.store.put_customer(Customer(id="held", is_new=True, holdout=True))
+    await b.customers("treated")
+
+    held = await b.submit(reservation("held"))
+    deposit = await b.submit(
+        Event("dep-held", "deposit", "held", IN_WARMUP, {"amount": Decimal("60000.00")})
+    )
+    treated = await b.submit(reservation("treated"))
+
+    assert outcome(held.decision, "early_bird_double_points") is Outcome.HOLDOUT
+    assert outcome(deposit.decision, "new_customer_rate_boost") is Outcome.HOLDOUT
+    assert not held.decision.grants and not deposit.decision.grants
+    assert outcome(treated.decision, "early_bird_double_points") is Outcome.FIRED
+    # No quota, budget or cap was used for the holdout customer, and both events stand.
+    assert await b.usage("early_bird_double_points") == (1, Decimal("0.00"))
+    assert await b.usage("new_customer_rate_boost") == (0, Decimal("0.00"))
+    assert await b.store.find_event("res-held") is not None
+    assert await b.store.find_event("dep-held") is not None
+    assert await b.store.ledger_for("held") == ()

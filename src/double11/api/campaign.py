@@ -49,6 +49,7 @@ def campaign_out(campaign: Campaign, usage: dict[str, MechanicUsage], now: datet
     return CampaignOut(
         id=campaign.id,
         name=campaign.name,
+        version=campaign.version,
         timezone=campaign.timezone,
         now=now.astimezone(zone),
         current_phase=current.name if current else None,

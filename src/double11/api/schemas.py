@@ -166,6 +166,7 @@ class CampaignOut(msgspec.Struct):
 
     id: str
     name: str
+    version: Annotated[str, Meta(description="The campaign file's version: its digest.")]
     timezone: str
     now: datetime
     current_phase: str | None

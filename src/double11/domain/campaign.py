@@ -162,6 +162,9 @@ class Campaign:
     segments: Mapping[str, Segment] = field(default_factory=dict)
     perks: Mapping[str, Perk] = field(default_factory=dict)
     point_value: Decimal = Decimal("0.01")
+    # The version of the file it was loaded from (a digest of its exact text), so an
+    # answer can say which rules decided; "" for a campaign built in code.
+    version: str = ""
     # Derived once: the hot path looks mechanics up by event type on every event.
     by_trigger: Mapping[str, tuple[Mechanic, ...]] = field(init=False, repr=False)
 

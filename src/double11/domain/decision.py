@@ -30,6 +30,9 @@ class Outcome(StrEnum):
     BUDGET_EXHAUSTED = "budget_exhausted"
     CAP_REACHED = "cap_reached"
     RISK_REJECTED = "risk_rejected"
+    # The customer is in the holdout group, which ROI is measured against: the event is
+    # recorded and would have earned this, but nothing is granted.
+    HOLDOUT = "holdout"
 
 
 @value

@@ -220,6 +220,7 @@ class _Rule:
         "condition",
         "days",
         "false",
+        "holdout",
         "id",
         "makers",
         "outcomes",
@@ -249,6 +250,9 @@ class _Rule:
         self.outside = MechanicOutcome(mid, Outcome.OUTSIDE_WINDOW, "outside validity window")
         source = mechanic.condition.source if mechanic.condition is not None else ""
         self.false = MechanicOutcome(mid, Outcome.CONDITION_FALSE, f"false: {source}")
+        self.holdout = MechanicOutcome(
+            mid, Outcome.HOLDOUT, "in the holdout group: would have fired, grants nothing"
+        )
         self.outcomes = {c: MechanicOutcome(mid, o) for c, o in _CLAIM_OUTCOMES.items()}
         self.makers = tuple(
             _maker(campaign, mid, seq, spec) for seq, spec in enumerate(mechanic.grants)
@@ -280,6 +284,9 @@ class _Rule:
                 entries = tuple([make(facts) for make in makers])
         except _NotEligible as exc:
             return MechanicOutcome(self.id, Outcome.NOT_ELIGIBLE, str(exc))
+        if facts.customer.holdout:
+            # No claim either: a holdout customer uses no quota, budget or cap.
+            return self.holdout
         if self.per_day:
             bucket = self.days.of(at)
         elif self.per_phase:
