@@ -35,6 +35,7 @@ from double11.domain.customer import Customer
 from double11.domain.events import Event
 from double11.domain.ledger import LedgerEntry
 from double11.engine.codec import (
+    NO_GRANTS,
     decode_claims,
     decode_customer,
     decode_decision,
@@ -129,12 +130,12 @@ _COMMIT = text(
 )
 
 # The events that granted to a customer, in commit order: their own that granted (the
-# text test skips the others without decoding them: compact JSON, in which a quote
-# inside a string value is escaped) and others' that granted to them too.
+# text test, `codec.NO_GRANTS`, skips the others without decoding them) and others'
+# that granted to them too.
 _LEDGER_FOR = text(
     """
     SELECT decision FROM events
-    WHERE (customer_id = :customer AND strpos(decision, '"grants":[]') = 0)
+    WHERE (customer_id = :customer AND strpos(decision, :no_grants) = 0)
        OR seq IN (SELECT seq FROM grantees WHERE customer_id = :customer)
     ORDER BY seq
     """
@@ -279,7 +280,8 @@ class PostgresStore:
 
     async def ledger_for(self, customer_id: str) -> Sequence[LedgerEntry]:
         async with self._reader.connect() as conn:
-            rows = (await conn.execute(_LEDGER_FOR, {"customer": customer_id})).all()
+            params = {"customer": customer_id, "no_grants": NO_GRANTS}
+            rows = (await conn.execute(_LEDGER_FOR, params)).all()
         return tuple(
             grant
             for row in rows

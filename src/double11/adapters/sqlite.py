@@ -37,8 +37,9 @@ import sqlite3
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain, islice
@@ -61,6 +62,7 @@ from double11.domain.decision import Decision, RiskAssessment, Verdict
 from double11.domain.events import Event
 from double11.domain.ledger import LedgerEntry
 from double11.engine.codec import (
+    NO_GRANTS,
     decode_claims,
     decode_customer,
     decode_decision,
@@ -94,10 +96,6 @@ _CHECKPOINT_EVERY_S: Final = 0.5
 _BUSY_TIMEOUT_MS: Final = 5_000
 _RESTORE_CHUNK: Final = 10_000
 _instant_encoder = msgspec.json.Encoder()
-# A decision that granted nothing, as `encode_decision` writes it (compact JSON, and
-# a quote inside a string value would be escaped): opening the file tells granting
-# events by this text, without decoding every decision.
-_NO_GRANTS: Final = '"grants":[]'
 
 
 def sqlite_path(url: str) -> Path:
@@ -524,22 +522,29 @@ class _Database:
         return [None] * len(batch)
 
     def _insert(self, batch: Sequence[_Pending]) -> None:
-        connection, sql = self.writer, self.sql
+        sql = self.sql
         seq = self._next_seq
         for offset, pending in enumerate(batch):
             pending.row[_SEQ] = seq + offset
-        connection.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as connection:
             sql.insert_events.run(connection, [p.row for p in batch])
             others = [(c, p.seq) for p in batch for c in p.others]
             if others:
                 sql.insert_grantees.run(connection, others)
+        self._next_seq = seq + len(batch)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """The writer's connection inside BEGIN IMMEDIATE: committed, or rolled back."""
+        connection = self.writer
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
-        self._next_seq = seq + len(batch)
 
     def _existing(self, event_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
@@ -551,22 +556,13 @@ class _Database:
         return found
 
     def put_customer(self, customer_id: str, profile: str, now: datetime) -> bool:
-        connection = self.writer
-        connection.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as connection:
             created = not connection.execute(self.sql.customer_exists, (customer_id,)).fetchall()
             connection.execute(self.sql.upsert_customer, (customer_id, profile, instant_in(now)))
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
         return created
 
     def record_campaign(self, version: CampaignVersion) -> bool:
-        connection = self.writer
-        connection.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as connection:
             cursor = connection.execute(
                 self.sql.record_campaign,
                 (
@@ -577,11 +573,6 @@ class _Database:
                     version.loaded_by,
                 ),
             )
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
         return cursor.rowcount == 1
 
     # reading (event loop, or the writer thread with its own connection)
@@ -694,7 +685,7 @@ class _Statements:
         )
         # What counting needs, not the decision: decoding every decision would make
         # opening a large file slow for nothing.
-        granted = func.instr(e.decision, literal(_NO_GRANTS)) == 0
+        granted = func.instr(e.decision, literal(NO_GRANTS)) == 0
         self.restore = sql(
             select(e.id, e.type, e.customer_id, e.phase, e.claims, e.seq, granted).order_by(e.seq),
             literal_binds=True,
