@@ -56,6 +56,10 @@ class _Counts:
                     counts.pop(event_type, None)
 
 
+# An in-flight event's observation: the state it saw, and what it counted (customer,
+# type, phase) for a release to take back.
+_Observed = tuple[CustomerState, str, str, str | None]
+
 # Shared, never written: the counts of "no phase", and no perks.
 _NO_COUNTS: dict[str, int] = {}
 _NO_PERKS: frozenset[str] = frozenset()
@@ -71,15 +75,13 @@ class MemoryStore:
         self.ledger: defaultdict[str, list[LedgerEntry]] = defaultdict(list)
         self.counters = LimitCounters()
         self.counts: defaultdict[str, _Counts] = defaultdict(_Counts)
-        # The state each event observed, kept while it is in flight: a concurrent
-        # duplicate sees the same state and does not count again. Once the event is
+        # What each event observed and counted (customer, type, phase), kept while it
+        # is in flight: a concurrent duplicate sees the same state and does not count
+        # again, and a released event takes its count back. Once the event is
         # committed `find_event` answers for it, and nothing between that lookup and
-        # `observe` waits, so a duplicate cannot miss both; dropping the state at the
+        # `observe` waits, so a duplicate cannot miss both; dropping the entry at the
         # commit keeps the heap (and the collector's full passes) small.
-        self._observed: dict[str, CustomerState] = {}
-        # What each event observed afresh counted (customer, type, phase), until it is
-        # committed: a record that is released takes its count back.
-        self._counting: dict[str, tuple[str, str, str | None]] = {}
+        self._observed: dict[str, _Observed] = {}
         # Claims taken by events in flight (a failed commit releases them), and by
         # events committed in the last RETAIN_S seconds (never released again): a
         # duplicate that passed `find_event` while its original was in flight may take
@@ -135,7 +137,6 @@ class MemoryStore:
         `apply` calls it; a store that keeps records elsewhere calls it alone.
         """
         event_id = record.event.id
-        self._counting.pop(event_id, None)
         self._observed.pop(event_id, None)
         # The event's in-flight claims are now committed ones.
         if record.claims:
@@ -173,14 +174,13 @@ class MemoryStore:
     async def observe(self, event: Event, phase: str | None) -> CustomerState:
         seen = self._observed.get(event.id)
         if seen is not None:
-            return seen
+            return seen[0]
         counts = self.counts[event.customer_id]
         in_phase = counts.count(event.type, phase)
         perks = frozenset(counts.perks) if counts.perks else _NO_PERKS
         # Copies: a state is a snapshot as of one event, and later events count on.
         state = CustomerState(dict(in_phase), dict(counts.campaign), perks)
-        self._observed[event.id] = state
-        self._counting[event.id] = (event.customer_id, event.type, phase)
+        self._observed[event.id] = (state, event.customer_id, event.type, phase)
         return state
 
     async def take(self, claims: Sequence[Claim]) -> Mapping[str, ClaimOutcome]:
@@ -203,8 +203,7 @@ class MemoryStore:
         return results
 
     async def release(self, event: Event, claims: Sequence[Claim]) -> None:
-        if self._uncount(event.id):
-            self._observed.pop(event.id, None)
+        self._uncount(event.id)
         for claim in claims:
             if self._claimed.pop((claim.event_id, claim.mechanic_id), None) is not None:
                 self.counters.release(claim)
@@ -233,14 +232,12 @@ class MemoryStore:
                 self.counters.add(claim)
                 self._hold_perks(claim)
 
-    def _uncount(self, event_id: str) -> bool:
-        """Take back the count an uncommitted event added; True if there was one."""
-        counted = self._counting.pop(event_id, None)
-        if counted is None:
-            return False
-        customer_id, event_type, phase = counted
-        self.counts[customer_id].uncount(event_type, phase)
-        return True
+    def _uncount(self, event_id: str) -> None:
+        """Take back the count an uncommitted event added, and forget what it observed."""
+        observed = self._observed.pop(event_id, None)
+        if observed is not None:
+            _, customer_id, event_type, phase = observed
+            self.counts[customer_id].uncount(event_type, phase)
 
     def _hold_perks(self, claim: Claim) -> None:
         perks = self.counts[claim.customer_id].perks
