@@ -72,11 +72,12 @@ def operator() -> str:
 
 
 async def record_campaign_version(
-    stores: Stores, campaign: Campaign, source: str, version: str
+    stores: Stores, campaign: Campaign, source: str
 ) -> CampaignVersion | None:
-    """Keep the campaign file this process runs, once per version; the version kept."""
+    """Keep the campaign file this process runs (`source`, the text `campaign` was parsed
+    from), once per version; the version kept."""
     if stores.config is None:
         return None
-    kept = CampaignVersion(version, campaign.id, source, datetime.now(UTC), operator())
+    kept = CampaignVersion(campaign.version, campaign.id, source, datetime.now(UTC), operator())
     await stores.config.record_campaign(kept)
     return kept

@@ -77,7 +77,7 @@ class EngineApp:
         engine = await build_engine(self.settings, campaign)
         # Every run of a campaign file is on record, so a change can be traced to who
         # served it and when, and `double11 versions --show` gives it back to serve again.
-        await record_campaign_version(engine.stores, campaign, source, campaign.version)
+        await record_campaign_version(engine.stores, campaign, source)
         self.app = create_app(engine, self.settings)
         self._close = engine.stores.close
         settle_heap()
